@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Start-up cost of `sandbox run` against bubblewrap and no sandbox, side by side.
+
+Every command is run N times, round-robin (so a slow moment of the machine hits
+all of them alike), each as a fresh process, timed from spawn to reap.  Medians
+and ratios are printed.  Run it as an unprivileged user, or as root with
+--user NAME (it drops to NAME with setpriv for every command).
+
+    python3 bench/bench.py [--runs 200] [--user sandbox-test] [--sandbox PATH] [--json FILE]
+
+Rows:
+  /bin/true and python3 -c pass, each (a) directly, (b) under bubblewrap with a judge
+  setup, (c) under `sandbox run`;
+  and, to read the ratios: the Python interpreter alone (what any Python CLI pays
+  before its first line runs).
+"""
+import argparse
+import json
+import os
+import pwd
+import shutil
+import statistics
+import sys
+import time
+
+BWRAP_JUDGE = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+               "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+               "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--new-session", "--cap-drop", "ALL"]
+
+
+def commands(sandbox, python):
+    sbx = [sandbox, "run", "--profile", "native", "--"]
+    return [
+        ("true: direct", ["/bin/true"]),
+        ("true: bwrap", BWRAP_JUDGE + ["/bin/true"]),
+        ("true: sandbox run", sbx + ["/bin/true"]),
+        ("python3 -c pass: direct", ["/usr/bin/python3", "-c", "pass"]),
+        ("python3 -c pass: bwrap", BWRAP_JUDGE + ["/usr/bin/python3", "-c", "pass"]),
+        ("python3 -c pass: sandbox run", sbx + ["/usr/bin/python3", "-c", "pass"]),
+        ("floor: /usr/bin/python3 -I -S -c pass", ["/usr/bin/python3", "-I", "-S", "-c", "pass"]),
+        ("floor: sandbox's python -c pass", [python, "-c", "pass"]),
+    ]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--user", help="run every command as this user (needed when running as root)")
+    ap.add_argument("--sandbox", default=shutil.which("sandbox") or os.path.join(os.path.dirname(sys.executable), "sandbox"))
+    ap.add_argument("--json", help="also write the medians here")
+    args = ap.parse_args()
+
+    prefix, env = [], {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    if os.geteuid() == 0:
+        if not args.user:
+            sys.exit("bench: run as an unprivileged user, or as root with --user NAME")
+        pw = pwd.getpwnam(args.user)
+        prefix = [shutil.which("setpriv"), f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
+        env["HOME"] = pw.pw_dir if os.path.isdir(pw.pw_dir) else "/tmp"
+    else:
+        env["HOME"] = os.environ.get("HOME", "/tmp")
+    if not shutil.which("bwrap"):
+        sys.exit("bench: bubblewrap is needed for the comparison (apt install bubblewrap)")
+    python = os.path.join(os.path.dirname(os.path.realpath(args.sandbox)), "python3")
+    cmds = [(name, prefix + [shutil.which(argv[0]) or argv[0]] + argv[1:]) for name, argv in commands(args.sandbox, python)]
+    # setpriv itself costs the same on every row; measure it so it can be read off.
+    times = {name: [] for name, _ in cmds}
+    devnull = os.open(os.devnull, os.O_RDWR)
+    actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
+    for name, argv in cmds:                      # warm-up: page cache, the profile cache
+        for _ in range(5):
+            os.waitpid(os.posix_spawn(argv[0], argv, env, file_actions=actions), 0)
+        _, status = os.waitpid(os.posix_spawn(argv[0], argv, env), 0)
+        if status != 0:
+            sys.exit(f"bench: {name} fails: {' '.join(argv)} (status {status})")
+    for _ in range(args.runs):
+        for name, argv in cmds:
+            t = time.perf_counter()
+            _, status = os.waitpid(os.posix_spawn(argv[0], argv, env, file_actions=actions), 0)
+            times[name].append(time.perf_counter() - t)
+
+    med = {name: statistics.median(v) * 1000 for name, v in times.items()}
+    print(f"{args.runs} runs each, round-robin, medians in ms{' (each includes setpriv)' if prefix else ''}:\n")
+    print(f"{'workload':<16}{'direct':>10}{'bwrap':>10}{'sandbox':>10}{'sandbox/bwrap':>16}{'sandbox-bwrap':>16}")
+    for workload in ("true", "python3 -c pass"):
+        d, b, s = (med[f"{workload}: {k}"] for k in ("direct", "bwrap", "sandbox run"))
+        print(f"{workload:<16}{d:>10.2f}{b:>10.2f}{s:>10.2f}{s / b:>15.2f}x{s - b:>13.2f} ms")
+    floor = med["floor: sandbox's python -c pass"]
+    print("\nthe interpreter alone (any Python CLI pays this before its first line):")
+    print(f"  /usr/bin/python3 -I -S -c pass  {med['floor: /usr/bin/python3 -I -S -c pass']:7.2f} ms "
+          f"= {med['floor: /usr/bin/python3 -I -S -c pass'] / med['true: bwrap']:.2f}x bwrap")
+    print(f"  sandbox's python -c pass        {floor:7.2f} ms = {floor / med['true: bwrap']:.2f}x bwrap")
+    print(f"  sandbox run /bin/true above that floor: {med['true: sandbox run'] - floor:.2f} ms "
+          f"({(med['true: sandbox run'] - floor) / med['true: bwrap']:.2f}x bwrap)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"runs": args.runs, "median_ms": med}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

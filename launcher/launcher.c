@@ -1,0 +1,747 @@
+/*
+ * sandbox-launch: executes a plan built by the Python package (sandbox/plan.py).
+ *
+ * Why a separate C program: the pre-exec work (namespaces, mounts, pivot_root,
+ * capabilities) must run between fork and exec.  Running Python there is unsafe
+ * when the caller is a threaded program (a web server, a queue worker), and it
+ * is slow.  So Python decides *what* happens and in which order; this program
+ * only carries the ops out, in the order it receives them, and says which op
+ * failed and why.  It makes no policy decisions of its own.
+ *
+ * Processes:
+ *   runner (Python)  --posix_spawn-->  launcher (this, host namespaces)
+ *       --clone(NEWUSER|NEWPID)-->  init (pid 1 of the sandbox: builds the
+ *       mount tree, then supervises)  --fork-->  program (pid 2: drops
+ *       privileges, execs)
+ *
+ * File descriptors on entry:
+ *   0,1,2  the program's stdio
+ *   3      the plan (a memfd): "SBX1" then ops, each NAME NARGS ARGS..., every
+ *          token NUL-terminated
+ *   4      error pipe (close-on-exec): "E <op> <errno> <text>\n" on failure;
+ *          EOF without a record means the program was exec'd
+ *   5      status pipe: "D <what>\n" (degraded), "S <cpu_us> <mem> <procs>
+ *          <init_utime_us> <init_stime_us>\n" samples, "X <wstatus>
+ *          <init_utime_us> <init_stime_us> <t_fork_ns> <t_end_ns>\n" (program
+ *          ended; CLOCK_MONOTONIC), "L <utime_us> <stime_us> <maxrss_kb>
+ *          <nvcsw> <nivcsw>\n" (rusage of init's whole tree; last line)
+ *
+ * Exit status: 0 after a run (whatever the program did), 125 when the
+ * launcher itself failed before the sandbox existed.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/timerfd.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PLAN_FD 3
+#define ERR_FD 4
+#define STATUS_FD 5
+#define MAX_TOKENS 65536
+#define MAX_SLOTS 256
+#define MAX_OURS 64
+
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#define MOUNT_ATTR_NOSUID 0x00000002
+#define MOUNT_ATTR_NODEV 0x00000004
+struct mount_attr { uint64_t attr_set, attr_clr, propagation, userns_fd; };
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+static char **tok;        /* the plan, tokenised in place */
+static int ntok;
+static int cur_op = -1;   /* index of the op being executed, for error records */
+static int slots[MAX_SLOTS];
+static char root[PATH_MAX];          /* the new root while it is being built */
+static dev_t ours[MAX_OURS];         /* filesystems we created: mount points may be made there */
+static int nours;
+static int sample_ms = 10;
+static volatile pid_t init_pid;      /* in the launcher: the child to kill on SIGTERM */
+
+/* ------------------------------------------------------------ reporting */
+
+static void write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        buf += n; len -= (size_t)n;
+    }
+}
+
+static void status(const char *fmt, ...) {
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0) write_all(STATUS_FD, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+/* Report the failing op with errno and a short description, then exit.
+ * The runner turns (op, errno) into a message with the step name and a fix. */
+static void __attribute__((noreturn, format(printf, 2, 3))) fail(int err, const char *fmt, ...) {
+    char text[512], buf[700];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    for (char *p = text; *p; p++) if (*p == '\n') *p = ' ';
+    int n = snprintf(buf, sizeof buf, "E %d %d %s\n", cur_op, err, text);
+    write_all(ERR_FD, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+    _exit(125);
+}
+
+static long long usec(struct timeval tv) { return tv.tv_sec * 1000000LL + tv.tv_usec; }
+
+static long long num(const char *s) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end) fail(EINVAL, "bad number '%s' in plan", s);
+    return v;
+}
+
+static void write_file(const char *path, const char *data) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) fail(errno, "open %s", path);
+    if (write(fd, data, strlen(data)) < 0) fail(errno, "write '%s' to %s", data, path);
+    close(fd);
+}
+
+/* ------------------------------------------------------------ paths in the new root */
+
+static int is_ours(dev_t dev) {
+    for (int i = 0; i < nours; i++) if (ours[i] == dev) return 1;
+    return 0;
+}
+
+static void add_ours(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0 && nours < MAX_OURS) ours[nours++] = st.st_dev;
+}
+
+/* out = dir + "/" + name, refusing to truncate. */
+static void join(char *out, const char *dir, const char *name) {
+    if (snprintf(out, PATH_MAX, "%s/%s", dir, name) >= PATH_MAX) fail(ENAMETOOLONG, "%s/%s", dir, name);
+}
+
+static void in_root(char *out, const char *rel) {
+    if (rel[0] != '/') fail(EINVAL, "path '%s' is not absolute", rel);
+    if (snprintf(out, PATH_MAX, "%s%s", root, rel) >= PATH_MAX) fail(ENAMETOOLONG, "%s", rel);
+}
+
+/* Create the missing directories of an absolute in-root path, component by
+ * component, refusing symlinks and refusing to create anything on a filesystem
+ * we did not make ourselves: a mount point must never be created on a host
+ * directory that a bind made visible. */
+static void make_dirs(const char *rel, int last_too) {
+    char path[PATH_MAX], built[PATH_MAX];
+    snprintf(path, sizeof path, "%s", rel);
+    snprintf(built, sizeof built, "%s", root);
+    char *save, *comp = strtok_r(path, "/", &save);
+    while (comp) {
+        char *next = strtok_r(NULL, "/", &save);
+        if (!next && !last_too) break;
+        if (strcmp(comp, "..") == 0 || strcmp(comp, ".") == 0) fail(EINVAL, "'%s' contains '%s'", rel, comp);
+        size_t len = strlen(built);
+        if (len + 1 + strlen(comp) >= sizeof built) fail(ENAMETOOLONG, "%s", rel);
+        struct stat parent;
+        if (stat(built, &parent) < 0) fail(errno, "stat %s", built + strlen(root));
+        built[len] = '/';
+        strcpy(built + len + 1, comp);
+        struct stat st;
+        if (lstat(built, &st) == 0) {
+            if (S_ISLNK(st.st_mode)) fail(ELOOP, "mount point %s passes through the symlink %s", rel, built + strlen(root));
+            if (!S_ISDIR(st.st_mode)) fail(ENOTDIR, "%s is not a directory", built + strlen(root));
+        } else {
+            if (!is_ours(parent.st_dev))
+                fail(EROFS, "cannot create %s: its parent comes from the host; create it on the host first", built + strlen(root));
+            if (mkdir(built, 0755) < 0 && errno != EEXIST) fail(errno, "mkdir %s", built + strlen(root));
+        }
+        comp = next;
+    }
+}
+
+/* A mount point for a bind: a directory for a directory, an empty file otherwise. */
+static void make_mountpoint(const char *rel, int is_dir) {
+    char full[PATH_MAX];
+    in_root(full, rel);
+    make_dirs(rel, is_dir);
+    if (is_dir) return;
+    struct stat st;
+    if (lstat(full, &st) == 0) {
+        if (S_ISLNK(st.st_mode)) fail(ELOOP, "mount point %s is a symlink", rel);
+        return;
+    }
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", full);
+    char *slash = strrchr(dir, '/');
+    *slash = 0;
+    struct stat parent;
+    if (stat(dir, &parent) < 0) fail(errno, "stat parent of %s", rel);
+    if (!is_ours(parent.st_dev))
+        fail(EROFS, "cannot create %s: its directory comes from the host; create it on the host first", rel);
+    int fd = open(full, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) fail(errno, "create mount point %s", rel);
+    close(fd);
+}
+
+/* Apply nosuid,nodev (and ro) to a mount and everything below it. */
+static void restrict_mount(const char *full, const char *rel, int ro) {
+    struct mount_attr attr = {0};
+    attr.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (ro ? MOUNT_ATTR_RDONLY : 0);
+    if (syscall(SYS_mount_setattr, AT_FDCWD, full, AT_RECURSIVE, &attr, sizeof attr) == 0) return;
+    if (errno != ENOSYS) fail(errno, "mount_setattr %s", rel);
+    /* Kernels before 5.12: remount the top mount only, keeping the flags the
+     * kernel locked when the mount was copied into our namespace. */
+    struct statvfs sv;
+    if (statvfs(full, &sv) < 0) fail(errno, "statvfs %s", rel);
+    unsigned long flags = MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV | (ro ? MS_RDONLY : 0);
+    if (sv.f_flag & ST_NOEXEC) flags |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+    if (sv.f_flag & ST_RDONLY) flags |= MS_RDONLY;
+    if (mount(NULL, full, NULL, flags, NULL) < 0) fail(errno, "remount %s", rel);
+}
+
+/* ------------------------------------------------------------ ops run by init */
+
+static void op_idmap(char **a) {
+    char buf[64];
+    write_file("/proc/self/setgroups", "deny");
+    snprintf(buf, sizeof buf, "%s %s 1", a[0], a[1]);
+    write_file("/proc/self/uid_map", buf);
+    snprintf(buf, sizeof buf, "%s %s 1", a[2], a[3]);
+    write_file("/proc/self/gid_map", buf);
+}
+
+static void op_hold(char **a) {
+    int slot = (int)num(a[0]);
+    if (slot < 0 || slot >= MAX_SLOTS) fail(EINVAL, "slot %d", slot);
+    int fd = open(a[1], O_PATH | O_CLOEXEC);
+    if (fd < 0) fail(errno, "open bind source %s", a[1]);
+    slots[slot] = fd;
+}
+
+static void op_root(char **a) {
+    char data[64];
+    snprintf(root, sizeof root, "%s", a[0]);
+    snprintf(data, sizeof data, "mode=0755,size=%s", a[1]);
+    if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, data) < 0) fail(errno, "mount tmpfs on %s", root);
+    add_ours(root);
+}
+
+static void op_bind(char **a) {
+    int fd = slots[num(a[0])];
+    const char *rel = a[1];
+    int ro = (int)num(a[2]);
+    struct stat st;
+    if (fstat(fd, &st) < 0) fail(errno, "stat bind source");
+    make_mountpoint(rel, S_ISDIR(st.st_mode));
+    char src[64], full[PATH_MAX];
+    snprintf(src, sizeof src, "/proc/self/fd/%d", fd);
+    in_root(full, rel);
+    if (mount(src, full, NULL, MS_BIND | MS_REC, NULL) < 0) fail(errno, "bind mount onto %s", rel);
+    restrict_mount(full, rel, ro);
+    close(fd);
+}
+
+static void op_symlink(char **a) {
+    char full[PATH_MAX];
+    in_root(full, a[1]);
+    make_dirs(a[1], 0);
+    if (symlink(a[0], full) < 0) fail(errno, "symlink %s -> %s", a[1], a[0]);
+}
+
+static void op_mkdir(char **a) {
+    char full[PATH_MAX];
+    in_root(full, a[0]);
+    make_dirs(a[0], 1);
+    if (chmod(full, (mode_t)strtol(a[1], NULL, 8)) < 0) fail(errno, "chmod %s", a[0]);
+}
+
+static void op_tmpfs(char **a) {
+    char full[PATH_MAX], data[128];
+    in_root(full, a[0]);
+    make_dirs(a[0], 1);
+    snprintf(data, sizeof data, "size=%s,mode=%s,nr_inodes=%s", a[1], a[2], a[3]);
+    if (mount("tmpfs", full, "tmpfs", MS_NOSUID | MS_NODEV, data) < 0) fail(errno, "mount tmpfs on %s (%s)", a[0], data);
+    add_ours(full);
+}
+
+/* /proc of the sandbox's own pid namespace.  It must be mounted while the
+ * host's /proc is still visible (the kernel refuses a new procfs in a user
+ * namespace otherwise), i.e. before pivot_root.  The parts that reach host
+ * state are then made read-only, as bubblewrap does. */
+static void op_proc(char **a) {
+    char full[PATH_MAX], sub[PATH_MAX];
+    in_root(full, a[0]);
+    make_dirs(a[0], 1);
+    if (mount("proc", full, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) fail(errno, "mount proc on %s", a[0]);
+    static const char *cover[] = {"sys", "sysrq-trigger", "irq", "bus", NULL};
+    for (int i = 0; cover[i]; i++) {
+        join(sub, full, cover[i]);
+        if (access(sub, F_OK) < 0) continue;
+        if (mount(sub, sub, NULL, MS_BIND | MS_REC, NULL) < 0) fail(errno, "bind %s/%s", a[0], cover[i]);
+        restrict_mount(sub, cover[i], 1);
+    }
+}
+
+/* A minimal /dev: a few host device nodes bound in (a user namespace cannot
+ * mknod), a private devpts instance and a size-capped /dev/shm. */
+static void op_dev(char **a) {
+    char full[PATH_MAX], path[PATH_MAX], host[64];
+    const char *rel = a[0];
+    in_root(full, rel);
+    make_dirs(rel, 1);
+    if (mount("tmpfs", full, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") < 0) fail(errno, "mount tmpfs on %s", rel);
+    add_ours(full);
+    static const char *nodes[] = {"null", "zero", "full", "random", "urandom", "tty", NULL};
+    for (int i = 0; nodes[i]; i++) {
+        join(path, full, nodes[i]);
+        snprintf(host, sizeof host, "/dev/%s", nodes[i]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd < 0) fail(errno, "create %s/%s", rel, nodes[i]);
+        close(fd);
+        if (mount(host, path, NULL, MS_BIND, NULL) < 0) fail(errno, "bind %s", host);
+    }
+    join(path, full, "pts");
+    if (mkdir(path, 0755) < 0) fail(errno, "mkdir %s/pts", rel);
+    if (mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620") < 0)
+        fail(errno, "mount devpts on %s/pts", rel);
+    join(path, full, "shm");
+    if (mkdir(path, 01777) < 0) fail(errno, "mkdir %s/shm", rel);
+    char data[64];
+    snprintf(data, sizeof data, "mode=1777,size=%s", a[1]);
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, data) < 0) fail(errno, "mount tmpfs on %s/shm", rel);
+    static const char *links[][2] = {{"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+                                     {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}, {NULL, NULL}};
+    for (int i = 0; links[i][0]; i++) {
+        join(path, full, links[i][1]);
+        if (symlink(links[i][0], path) < 0) fail(errno, "symlink %s/%s", rel, links[i][1]);
+    }
+    if (mount(NULL, full, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64k") < 0)
+        fail(errno, "remount %s read-only", rel);
+}
+
+/* The new root's own tmpfs holds only mount points: make it read-only so the
+ * program cannot create files in / (it owns the directory). */
+static void op_rootro(void) {
+    if (mount(NULL, root, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+        fail(errno, "remount the new root read-only");
+}
+
+static void op_pivot(void) {
+    if (chdir(root) < 0) fail(errno, "chdir %s", root);
+    if (syscall(SYS_pivot_root, ".", ".") == 0) {
+        /* The old root now sits on top of the new one: detach it, with every
+         * host mount below it, so nothing of the host stays reachable. */
+        if (umount2(".", MNT_DETACH) < 0) fail(errno, "detach the old root");
+    } else if (errno == EINVAL) {
+        /* pivot_root is impossible when / is the initramfs rootfs: fall back to
+         * moving the new root over / and chroot, and say so. */
+        if (mount(".", "/", NULL, MS_MOVE, NULL) < 0) fail(errno, "move the new root over /");
+        if (chroot(".") < 0) fail(errno, "chroot");
+        status("D chroot\n");
+    } else {
+        fail(errno, "pivot_root");
+    }
+    if (chdir("/") < 0) fail(errno, "chdir /");
+    root[0] = 0;
+}
+
+static void op_loopback(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) fail(errno, "socket");
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) fail(errno, "SIOCGIFFLAGS lo");
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) fail(errno, "SIOCSIFFLAGS lo");
+    close(s);
+}
+
+/* ------------------------------------------------------------ ops run by the program process */
+
+static void op_caps(void) {
+    /* Bounding set first (needs CAP_SETPCAP, which we still have), then lock
+     * the securebits so that even uid 0 inside gains nothing on exec, then
+     * clear ambient, permitted, effective and inheritable. */
+    for (int cap = 0; cap <= 63; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) fail(errno, "drop capability %d from the bounding set", cap);
+    int bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
+               SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) fail(errno, "set securebits");
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) fail(errno, "clear ambient capabilities");
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof data);
+    if (syscall(SYS_capset, &hdr, data) < 0) fail(errno, "capset");
+}
+
+static void op_closefds(void) {
+    /* Everything but stdio and the error pipe, which closes itself at exec. */
+    if (syscall(SYS_close_range, 3, ERR_FD - 1, 0) < 0 || syscall(SYS_close_range, ERR_FD + 1, ~0U, 0) < 0) {
+        for (int fd = 3; fd < 65536; fd++) if (fd != ERR_FD) close(fd);
+    }
+}
+
+/* exec CWD ARGC ARGV... ENV...: chdir, then search PATH from the new
+ * environment (not ours) the way a shell would: 127 not found, 126 not
+ * executable. */
+static void op_exec(char **a, int nargs) {
+    const char *cwd = a[0];
+    int argc = (int)num(a[1]);
+    if (argc < 1 || 2 + argc > nargs) fail(EINVAL, "bad exec op");
+    char **argv = calloc((size_t)argc + 1, sizeof *argv);
+    char **envp = calloc((size_t)(nargs - 2 - argc) + 1, sizeof *envp);
+    for (int i = 0; i < argc; i++) argv[i] = a[2 + i];
+    const char *path = "/usr/local/bin:/usr/bin:/bin";
+    for (int i = 0; i < nargs - 2 - argc; i++) {
+        envp[i] = a[2 + argc + i];
+        if (strncmp(envp[i], "PATH=", 5) == 0) path = envp[i] + 5;
+    }
+    if (chdir(cwd) < 0) fail(errno, "chdir %s", cwd);
+    for (int sig = 1; sig < NSIG; sig++) if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    const char *file = argv[0];
+    if (strchr(file, '/')) {
+        execve(file, argv, envp);
+        fail(errno, "exec %s", file);
+    }
+    int saved = ENOENT;
+    char cand[PATH_MAX];
+    const char *p = path;
+    while (*p) {
+        const char *colon = strchr(p, ':');
+        size_t len = colon ? (size_t)(colon - p) : strlen(p);
+        if (len == 0) snprintf(cand, sizeof cand, "./%s", file);
+        else snprintf(cand, sizeof cand, "%.*s/%s", (int)len, p, file);
+        execve(cand, argv, envp);
+        if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+        p += len + (colon ? 1 : 0);
+        if (!colon) break;
+    }
+    fail(saved, "exec %s (searched PATH=%s)", file, path);
+}
+
+/* ------------------------------------------------------------ init: supervise the program */
+
+/* Sum over every process of the sandbox, read from the sandbox's own /proc,
+ * which shows nothing else: CPU (own + reaped children) and memory.  Memory
+ * is the anonymous RSS of every process plus the largest file-backed RSS, so
+ * a shared interpreter text is counted once, not once per process. */
+static void sample(long tick_hz, long page) {
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    long long cpu_us = usec(ru.ru_utime) + usec(ru.ru_stime);
+    long long ticks = 0, anon = 0, file_max = 0;
+    int procs = 0;
+    DIR *d = opendir("/proc");
+    if (!d) return;
+    struct dirent *e;
+    char path[300], buf[1024];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9' || strcmp(e->d_name, "1") == 0) continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
+        if (!p) continue;
+        unsigned long long ut, st;
+        long long cut, cst;
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld", &ut, &st, &cut, &cst) != 4) continue;
+        ticks += (long long)(ut + st) + cut + cst;
+        procs++;
+        snprintf(path, sizeof path, "/proc/%s/statm", e->d_name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        n = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (n <= 0) continue;
+        buf[n] = 0;
+        long long size, res, shared;
+        if (sscanf(buf, "%lld %lld %lld", &size, &res, &shared) != 3) continue;
+        anon += res - shared;
+        if (shared > file_max) file_max = shared;
+    }
+    closedir(d);
+    cpu_us += ticks * 1000000LL / tick_hz;
+    /* init's own CPU rides along so the runner can leave it out of the
+     * program's time even if init is killed before it can say "X". */
+    struct rusage self;
+    getrusage(RUSAGE_SELF, &self);
+    status("S %lld %lld %d %lld %lld\n", cpu_us, (anon + file_max) * page, procs, usec(self.ru_utime), usec(self.ru_stime));
+}
+
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The end of a run, on the program's exit or on the runner's request: kill
+ * every other process of the sandbox and reap them all ourselves.  Leaving
+ * that to the kernel (by simply exiting as pid 1) would autoreap them, and
+ * their CPU time would reach no rusage: a program could hide work in a child
+ * that outlives it. */
+static void __attribute__((noreturn)) finish(pid_t prog, int st, int known, long long t_fork, long long t_end) {
+    kill(-1, SIGKILL);
+    for (;;) {
+        int s;
+        pid_t r = waitpid(-1, &s, __WALL);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            break;  /* ECHILD: nobody left */
+        }
+        if (r == prog && !known) { st = s; known = 1; }
+    }
+    struct rusage self;
+    getrusage(RUSAGE_SELF, &self);
+    fcntl(STATUS_FD, F_SETFL, 0);
+    status("X %d %lld %lld %lld %lld\n", st, usec(self.ru_utime), usec(self.ru_stime), t_fork, t_end);
+    _exit(0);
+}
+
+static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long long t_fork) {
+    int sfd = signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    struct itimerspec its = {{sample_ms / 1000, (sample_ms % 1000) * 1000000L}, {sample_ms / 1000, (sample_ms % 1000) * 1000000L}};
+    if (tfd >= 0) timerfd_settime(tfd, 0, &its, NULL);
+    fcntl(STATUS_FD, F_SETFL, O_NONBLOCK);  /* a slow reader may drop samples, never stall the reaper */
+    long tick_hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {tfd, POLLIN, 0}};
+    for (;;) {
+        if (poll(pfd, 2, -1) < 0 && errno != EINTR) finish(prog, 0, 0, t_fork, now_ns());
+        if (pfd[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            int chld = 0;
+            while (read(sfd, &si, sizeof si) == sizeof si) {
+                /* SIGTERM counts only from outside the sandbox (the launcher,
+                 * whose pid our namespace cannot name: 0).  A program that
+                 * signals pid 1 is ignored. */
+                if (si.ssi_signo == SIGTERM && si.ssi_pid == 0) finish(prog, 0, 0, t_fork, now_ns());
+                if (si.ssi_signo == SIGCHLD) chld = 1;
+            }
+            if (chld) {
+                /* Sample before reaping: the process that just ended is still
+                 * there as a zombie, so a burst of short-lived processes is
+                 * counted even between two timer ticks. */
+                sample(tick_hz, page);
+                int st;
+                pid_t r;
+                while ((r = waitpid(-1, &st, WNOHANG | __WALL)) > 0)
+                    if (r == prog) finish(prog, st, 1, t_fork, now_ns());
+            }
+        }
+        if (pfd[1].revents & POLLIN) {
+            uint64_t n;
+            if (read(tfd, &n, sizeof n) > 0) sample(tick_hz, page);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ the launcher */
+
+/* The runner wants the run over: init kills and reaps the sandbox (so CPU
+ * accounting stays whole); if init does not manage within 2 s, SIGKILL it. */
+static void on_term(int sig) {
+    (void)sig;
+    if (init_pid <= 0) _exit(125);
+    kill(init_pid, SIGTERM);
+    alarm(2);
+}
+
+static void on_alarm(int sig) {
+    (void)sig;
+    if (init_pid > 0) kill(init_pid, SIGKILL);
+}
+
+static void load_plan(void) {
+    struct stat st;
+    if (fstat(PLAN_FD, &st) < 0) fail(errno, "no plan on fd 3 (this program is started by the sandbox package)");
+    char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf || pread(PLAN_FD, buf, (size_t)st.st_size, 0) != st.st_size) fail(errno ? errno : EIO, "read plan");
+    buf[st.st_size] = 0;
+    close(PLAN_FD);
+    tok = calloc(MAX_TOKENS, sizeof *tok);
+    char *p = buf, *end = buf + st.st_size;
+    while (p < end && ntok < MAX_TOKENS) {
+        tok[ntok++] = p;
+        p += strlen(p) + 1;
+    }
+    if (ntok < 1 || strcmp(tok[0], "SBX1") != 0) fail(EINVAL, "plan has a wrong header (launcher and package versions differ?)");
+}
+
+static void clone_init(char **a) {
+    unsigned long flags = (unsigned long)num(a[0]);
+    int alive[2];
+    if (pipe2(alive, O_CLOEXEC) < 0) fail(errno, "pipe");
+    sigset_t term, old;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigaddset(&term, SIGALRM);
+    sigprocmask(SIG_BLOCK, &term, &old);
+    pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid < 0) fail(errno, "clone");
+    if (pid == 0) {
+        /* init: die with the launcher; if it is already gone, stop here */
+        close(alive[1]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        struct pollfd p = {alive[0], POLLIN, 0};
+        if (poll(&p, 1, 0) > 0 && (p.revents & POLLHUP)) _exit(125);
+        close(alive[0]);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGALRM, SIG_DFL);
+        return;
+    }
+    init_pid = pid;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    close(alive[0]);
+    close(ERR_FD);  /* only init and the program may report from here on */
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); }
+    /* Wait without reaping, stop the SIGTERM handler from using the pid, then
+     * reap: the handler can never signal a recycled pid. */
+    siginfo_t si;
+    while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT | __WALL) < 0 && errno == EINTR) {}
+    sigprocmask(SIG_BLOCK, &term, NULL);
+    init_pid = 0;
+    int st;
+    struct rusage ru;
+    while (wait4(pid, &st, __WALL, &ru) < 0 && errno == EINTR) {}
+    /* The rusage of init's whole tree, which is the sandbox (init reaped
+     * everything).  Not ours: we were vforked from the runner, and exec
+     * recorded the runner's RSS as our high-water mark. */
+    status("L %lld %lld %ld %ld %ld\n", usec(ru.ru_utime), usec(ru.ru_stime), ru.ru_maxrss, ru.ru_nvcsw, ru.ru_nivcsw);
+    _exit(0);
+}
+
+int main(void) {
+    for (int i = 0; i < MAX_SLOTS; i++) slots[i] = -1;
+    /* Nothing the runner's process happened to leave open gets further, and
+     * our pipes close at exec (posix_spawn's dup2 cleared close-on-exec): a
+     * program holding the error pipe could forge setup errors. */
+    syscall(SYS_close_range, STATUS_FD + 1, ~0U, 0);
+    fcntl(ERR_FD, F_SETFD, FD_CLOEXEC);
+    fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
+    signal(SIGTERM, on_term);
+    signal(SIGALRM, on_alarm);
+    signal(SIGINT, SIG_IGN);   /* the runner decides what an interrupt means */
+    signal(SIGQUIT, SIG_IGN);
+    load_plan();
+    sigset_t chld;  /* what init takes through its signalfd */
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigaddset(&chld, SIGTERM);
+    int i = 1;
+    while (i < ntok) {
+        cur_op++;
+        if (i + 1 >= ntok) fail(EINVAL, "truncated plan");
+        const char *name = tok[i];
+        int nargs = (int)num(tok[i + 1]);
+        if (nargs < 0 || i + 2 + nargs > ntok) fail(EINVAL, "truncated plan at %s", name);
+        char **a = tok + i + 2;
+        i += 2 + nargs;
+        if (!strcmp(name, "ppid")) {
+            /* Die with the runner.  If it died before this line, stop. */
+            if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "prctl(PR_SET_PDEATHSIG)");
+            if (getppid() != (pid_t)num(a[0])) _exit(125);
+        } else if (!strcmp(name, "sample")) sample_ms = (int)num(a[0]);
+        else if (!strcmp(name, "clone")) clone_init(a);
+        else if (!strcmp(name, "idmap")) op_idmap(a);
+        else if (!strcmp(name, "sysctl")) write_file(a[0], a[1]);
+        else if (!strcmp(name, "unshare")) { if (unshare((int)num(a[0])) < 0) fail(errno, "unshare(0x%llx)", num(a[0])); }
+        else if (!strcmp(name, "private")) { if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(errno, "make / recursively private"); }
+        else if (!strcmp(name, "hold")) op_hold(a);
+        else if (!strcmp(name, "root")) op_root(a);
+        else if (!strcmp(name, "bind")) op_bind(a);
+        else if (!strcmp(name, "symlink")) op_symlink(a);
+        else if (!strcmp(name, "mkdir")) op_mkdir(a);
+        else if (!strcmp(name, "tmpfs")) op_tmpfs(a);
+        else if (!strcmp(name, "proc")) op_proc(a);
+        else if (!strcmp(name, "dev")) op_dev(a);
+        else if (!strcmp(name, "rootro")) op_rootro();
+        else if (!strcmp(name, "pivot")) op_pivot();
+        else if (!strcmp(name, "hostname")) { if (sethostname(a[0], strlen(a[0])) < 0) fail(errno, "sethostname"); }
+        else if (!strcmp(name, "loopback")) op_loopback();
+        else if (!strcmp(name, "fork")) {
+            sigprocmask(SIG_BLOCK, &chld, NULL);
+            /* Non-dumpable from here on (not earlier: init writes its own
+             * /proc/self files during setup): the program, same uid, can
+             * neither ptrace init nor read its /proc files.  Its lack of
+             * capabilities already forbids ptrace; this holds even if that
+             * ever changed.  exec makes the program dumpable again. */
+            prctl(PR_SET_DUMPABLE, 0);
+            long long t_fork = now_ns();
+            pid_t prog = fork();
+            if (prog < 0) fail(errno, "fork the program");
+            if (prog > 0) {
+                close(ERR_FD);
+                close(0); close(1); close(2);
+                for (int s = 0; s < MAX_SLOTS; s++) if (slots[s] >= 0) close(slots[s]);
+                supervise(prog, &chld, t_fork);
+            }
+            close(STATUS_FD);
+        }
+        else if (!strcmp(name, "rlimit")) {
+            long long soft = num(a[1]), hard = num(a[2]);
+            struct rlimit rl = {soft < 0 ? RLIM_INFINITY : (rlim_t)soft, hard < 0 ? RLIM_INFINITY : (rlim_t)hard};
+            if (setrlimit((int)num(a[0]), &rl) < 0) fail(errno, "setrlimit(%s, %s, %s)", a[0], a[1], a[2]);
+        }
+        else if (!strcmp(name, "nnp")) { if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(errno, "PR_SET_NO_NEW_PRIVS"); }
+        else if (!strcmp(name, "caps")) op_caps();
+        else if (!strcmp(name, "setsid")) { if (setsid() < 0) fail(errno, "setsid"); }
+        else if (!strcmp(name, "closefds")) op_closefds();
+        else if (!strcmp(name, "pdeathsig")) { if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "PR_SET_PDEATHSIG"); }
+        else if (!strcmp(name, "exec")) op_exec(a, nargs);
+        else fail(EINVAL, "unknown op '%s' (launcher and package versions differ?)", name);
+    }
+    fail(EINVAL, "plan ended without exec");
+}

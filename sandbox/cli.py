@@ -1,0 +1,197 @@
+"""The `sandbox` command.
+
+The hot path (`sandbox run`) imports only what a run needs: no argparse, no
+PyYAML (profiles come from a cache), no json unless --report is given.
+"""
+import os
+import sys
+
+from .errors import EXIT_SANDBOX, SandboxError, UsageError
+
+USAGE = """\
+usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
+       sandbox run --profile NAME|PATH [options] -- PROGRAM [ARGS...]
+       sandbox profiles                 list built-in profiles
+       sandbox profiles show NAME|PATH  print a profile fully resolved (after extends)
+       sandbox check FILE.yaml          validate a profile
+
+run options:
+  --profile P          built-in profile name, or path to a YAML profile (required)
+  --explain            print the ordered plan and exit without running
+  --report FILE        write the result as JSON to FILE
+  --time DUR           CPU time limit of the whole process tree (alias --cpu-time)
+  --wall-time DUR      wall-clock limit
+  --memory SIZE        memory limit of the whole process tree
+  --processes N        processes (and threads) at once
+  --output-limit SIZE  bytes on stdout + stderr together
+  --file-size SIZE     largest file the program may write
+  --open-files N       open file descriptors per process
+  --stack SIZE         stack size per process
+  --address-space SIZE address space per process (default: memory + 1G, a backstop)
+  --stdin FILE         program's stdin (default: inherited)
+  --stdout FILE        program's stdout (default: relayed to ours)
+  --stderr FILE        program's stderr (default: relayed to ours)
+  --bind SRC[:DST][:rw]  bind a host path, read-only unless :rw (repeatable)
+  --env K=V            set a variable (K alone copies ours); the environment is clean otherwise
+  --cwd DIR            working directory inside
+  --quiet              do not print the verdict line on stderr
+
+DUR: 1.5, 1.5s, 500ms, 2m.  SIZE: 65536, 64K, 64M, 64MiB, 1G.
+exit status: the program's; 128+N if it died of signal N; 125 sandbox error (bad profile,
+bad option, a setup step failed); 126 program not executable; 127 program or script not found.
+"""
+
+LIMIT_OPTIONS = {"--time": "cpu_time", "--cpu-time": "cpu_time", "--wall-time": "wall_time",
+                 "--memory": "memory", "--processes": "processes", "--output-limit": "output",
+                 "--file-size": "file_size", "--open-files": "open_files", "--stack": "stack",
+                 "--address-space": "address_space"}
+VALUE_OPTIONS = {"--profile", "--report", "--stdin", "--stdout", "--stderr", "--bind", "--env", "--cwd"} | set(LIMIT_OPTIONS)
+FLAG_OPTIONS = {"--explain", "--quiet"}
+QUIET_STATUSES = ("OK", "RE")
+
+
+def _parse_run(argv):
+    opts = {"binds": [], "env": {}, "limits": {}}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            opts["argv"] = argv[i + 1:]
+            break
+        if not arg.startswith("--") or arg == "-":
+            opts["script"], opts["args"] = arg, argv[i + 1:]
+            break
+        name, eq, value = arg.partition("=")
+        if name in FLAG_OPTIONS:
+            if eq:
+                raise UsageError(f"{name} takes no value", name, f"write {name} alone")
+            opts[name[2:]] = True
+            i += 1
+            continue
+        if name not in VALUE_OPTIONS:
+            import difflib
+            close = difflib.get_close_matches(name, sorted(VALUE_OPTIONS | FLAG_OPTIONS), n=1)
+            raise UsageError(f"unknown option {name}", "sandbox run",
+                             f"did you mean {close[0]}?" if close else "see sandbox --help")
+        if not eq:
+            if i + 1 >= len(argv):
+                raise UsageError(f"{name} needs a value", name, "see sandbox --help")
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if name in LIMIT_OPTIONS:
+            opts["limits"][LIMIT_OPTIONS[name]] = value
+        elif name == "--bind":
+            opts["binds"].append(value)
+        elif name == "--env":
+            key, has_value, val = value.partition("=")
+            if not key:
+                raise UsageError(f"{value!r} is not K=V", "--env", "write --env NAME=value or --env NAME")
+            opts["env"][key] = val if has_value else os.environ.get(key)
+        else:
+            opts[name[2:]] = value
+    if "profile" not in opts:
+        raise UsageError("no profile given", "sandbox run", "add --profile NAME (see: sandbox profiles) or --profile FILE.yaml")
+    if "argv" in opts and not opts["argv"]:
+        raise UsageError("nothing after --", "sandbox run", "write -- PROGRAM [ARGS...]")
+    if "argv" not in opts and "script" not in opts:
+        raise UsageError("nothing to run", "sandbox run", "give a SCRIPT, or -- PROGRAM [ARGS...]")
+    return opts
+
+
+def _limit_error(e):
+    # Limits from the command line are validated by the profile schema; say which option it was.
+    where = e.where or ""
+    if where.startswith("limits."):
+        key = where.split(".", 1)[1]
+        option = next(o for o, k in LIMIT_OPTIONS.items() if k == key)
+        e.where = option
+    return e
+
+
+def cmd_run(argv):
+    from . import runner
+    opts = _parse_run(argv)
+    try:
+        plan = runner.prepare(opts["profile"], opts.get("argv"), script=opts.get("script"),
+                              args=opts.get("args", ()), limits=opts["limits"], binds=opts["binds"],
+                              env=opts["env"], cwd=opts.get("cwd"))
+    except SandboxError as e:
+        raise _limit_error(e) from None
+    if opts.get("explain"):
+        print(plan.explain())
+        return 0
+    result = runner.execute(plan, stdin=opts.get("stdin", 0), stdout=opts.get("stdout", 1),
+                            stderr=opts.get("stderr", 2))
+    if "report" in opts:
+        try:
+            with open(opts["report"], "w", encoding="utf-8") as f:
+                f.write(result.to_json())
+        except OSError as e:
+            print(f"sandbox: cannot write the report to {opts['report']}: {e.strerror}", file=sys.stderr)
+            return EXIT_SANDBOX
+    if result.status not in QUIET_STATUSES and not opts.get("quiet"):
+        print(f"sandbox: {result.status}: {result.message}", file=sys.stderr)
+    return result.exit_status
+
+
+def cmd_profiles(argv):
+    from . import profile as profile_mod
+    if not argv:
+        for name in profile_mod.builtin_names():
+            print(f"{name:<12} {profile_mod.description(name)}")
+        return 0
+    if argv[0] == "show" and len(argv) == 2:
+        import yaml
+        p = profile_mod.load(argv[1], where="sandbox profiles show")
+        chain = " <- ".join(os.path.basename(c) for c in p.chain)
+        sys.stdout.write(f"# {p.name}: resolved from {chain}\n")
+        sys.stdout.write(yaml.safe_dump(p.data, sort_keys=False, default_flow_style=False))
+        return 0
+    raise UsageError(f"unknown arguments: {' '.join(argv)}", "sandbox profiles",
+                     "use: sandbox profiles, or sandbox profiles show NAME")
+
+
+def cmd_check(argv):
+    from . import mounts, plan as plan_mod, profile as profile_mod
+    if len(argv) != 1:
+        raise UsageError("check takes one profile file", "sandbox check", "use: sandbox check FILE.yaml")
+    p = profile_mod.load(argv[0], where="sandbox check")
+    mounts.steps(p, mounts.resolve_binds(p))
+    interpreter = p.get("script", {}).get("interpreter", [])
+    if interpreter:
+        # Reuse the script path check with a stand-in script: it reports a missing interpreter.
+        plan_mod._program(p, plan_mod.Request(script=__file__), p.get("env", {}))
+    print(f"{argv[0]}: ok ({' <- '.join(os.path.basename(c) for c in p.chain)})")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "profiles": cmd_profiles, "check": cmd_check}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if not argv or argv[0] in ("-h", "--help", "help"):
+            sys.stdout.write(USAGE)
+            return 0 if argv else EXIT_SANDBOX
+        if argv[0] == "--version":
+            from .report import __version__
+            print(f"sandbox {__version__}")
+            return 0
+        command = COMMANDS.get(argv[0])
+        if command is None:
+            raise UsageError(f"unknown command {argv[0]!r}", "sandbox", "commands: run, profiles, check (see sandbox --help)")
+        return command(argv[1:])
+    except SandboxError as e:
+        print(f"sandbox: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("sandbox: interrupted; the sandbox was killed", file=sys.stderr)
+        return 130
+    except Exception as e:   # a bug of ours: say so plainly, traceback only on request
+        if os.environ.get("SANDBOX_DEBUG"):
+            raise
+        print(f"sandbox: internal error: {type(e).__name__}: {e}\n"
+              "  please report it, with SANDBOX_DEBUG=1 set for a traceback", file=sys.stderr)
+        return EXIT_SANDBOX

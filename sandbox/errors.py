@@ -1,0 +1,39 @@
+"""Errors a user can cause, and the exit codes the CLI documents.
+
+Every error carries three parts, because a user needs all three to act:
+what went wrong, where (file and key, option, or plan step) and how to fix it.
+"""
+
+EXIT_SANDBOX = 125      # the sandbox could not do what was asked: bad profile, bad option, setup failure
+EXIT_CANNOT_EXEC = 126  # the program exists but cannot be executed
+EXIT_NOT_FOUND = 127    # the program or script does not exist
+
+
+class SandboxError(Exception):
+    exit_code = EXIT_SANDBOX
+
+    def __init__(self, what, where=None, fix=None, exit_code=None):
+        super().__init__(what)
+        self.what = what
+        self.where = where
+        self.fix = fix
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self):
+        text = f"{self.where}: {self.what}" if self.where else self.what
+        if self.fix:
+            text += f"\n  fix: {self.fix}"
+        return text
+
+
+class ProfileError(SandboxError):
+    """A profile (YAML) is wrong; nothing ran."""
+
+
+class UsageError(SandboxError):
+    """A command-line option is wrong; nothing ran."""
+
+
+class SetupError(SandboxError):
+    """A step of the plan failed before the program started; nothing ran unconfined."""

@@ -1,0 +1,86 @@
+"""Limits: what the profile and the command line ask for, and how each is
+enforced without cgroups.
+
+Two mechanisms work together.  The sandbox's init samples every process of the
+sandbox every 10 ms (CPU of the whole tree, memory of the whole tree) and the
+runner kills the sandbox the moment a sample is over a limit; rlimits set on
+the program are backstops that hold even if sampling lags, and the only
+enforcement for the per-process limits (file size, open files, stack).
+"""
+import math
+
+from .step import Step, op
+from .units import format_duration, format_size
+
+RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_AS = 0, 1, 3, 4, 6, 7, 9
+SAMPLE_MS = 10
+AS_HEADROOM = 1 << 30   # default address-space backstop above the memory limit
+
+# How each limit is enforced, for the report's "limits" section.
+MECHANISMS = {
+    "cpu_time": "monitor: CPU of the whole process tree, sampled every 10 ms; RLIMIT_CPU per process as a backstop",
+    "wall_time": "runner: monotonic clock from exec",
+    "memory": "monitor: memory of the whole process tree, sampled every 10 ms; RLIMIT_AS per process as a backstop",
+    "address_space": "RLIMIT_AS per process",
+    "processes": "RLIMIT_NPROC, counted inside the sandbox's own user namespace (threads count)",
+    "file_size": "RLIMIT_FSIZE per process",
+    "open_files": "RLIMIT_NOFILE per process",
+    "stack": "RLIMIT_STACK per process",
+    "output": "runner: bytes read from the program's stdout and stderr pipes",
+}
+
+
+def effective(profile, overrides=None):
+    """The limits of a run: the profile's, overridden by the caller's."""
+    limits = {k: None for k in MECHANISMS}
+    limits.update(profile.get("limits", {}))
+    for key, value in (overrides or {}).items():
+        limits[key] = value
+    if limits["address_space"] is None and limits["memory"] is not None and "address_space" not in profile.get("limits", {}):
+        limits["address_space"] = limits["memory"] + AS_HEADROOM
+    return limits
+
+
+def _lim(value):
+    return -1 if value is None else value
+
+
+def step(limits):
+    ops = []
+    cpu = limits["cpu_time"]
+    if cpu is not None:
+        # Backstop only: SIGXCPU a second after the limit, SIGKILL a second later.
+        soft = math.ceil(cpu) + 1
+        ops.append(op("rlimit", RLIMIT_CPU, soft, soft + 1))
+    for key, res in (("address_space", RLIMIT_AS), ("file_size", RLIMIT_FSIZE),
+                     ("open_files", RLIMIT_NOFILE), ("stack", RLIMIT_STACK)):
+        if limits[key] is not None:
+            ops.append(op("rlimit", res, _lim(limits[key]), _lim(limits[key])))
+    if limits["processes"] is not None:
+        # +1: the sandbox's init runs as the same user in the same namespace.
+        ops.append(op("rlimit", RLIMIT_NPROC, limits["processes"] + 1, limits["processes"] + 1))
+    ops.append(op("rlimit", RLIMIT_CORE, 0, 0))
+    return Step("rlimits", "per-process resource limits (backstops for the monitored ones)",
+                {k: describe(k, v) for k, v in limits.items()} | {"core": "0 (no core dumps)"},
+                ops,
+                {"EPERM": "a hard limit of the caller is lower than the profile asks: lower the limit "
+                          "or raise the caller's hard limit (ulimit -H)",
+                 "EINVAL": "the limit value is out of range for this kernel"})
+
+
+def describe(key, value):
+    if key in ("cpu_time", "wall_time"):
+        return format_duration(value)
+    if key in ("processes", "open_files"):
+        return "unlimited" if value is None else str(value)
+    return format_size(value)
+
+
+def report(limits):
+    """The report's "limits" section: each effective limit and its mechanism."""
+    out = {}
+    for key, value in limits.items():
+        out[key] = {"value": value, "unit": "s" if key.endswith("_time") else
+                    ("count" if key in ("processes", "open_files") else "bytes"),
+                    "enforced_by": MECHANISMS[key] if value is not None else "not limited"}
+    return out

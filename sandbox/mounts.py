@@ -1,0 +1,133 @@
+"""Mounts: the sandbox's filesystem, built on a fresh tmpfs and entered with
+pivot_root.
+
+Order matters and is fixed here:
+- the mount namespace is made recursively private first, so no mount we make
+  can ever propagate back to the host (the classic mistake);
+- bind sources are opened right after, before anything is mounted: the new
+  root is built on a tmpfs mounted over the host's /tmp, which would otherwise
+  hide sources that live under /tmp;
+- /proc is mounted before pivot_root, while the host's /proc is still
+  visible (the kernel refuses a new procfs in a user namespace otherwise);
+- the root tmpfs is remounted read-only last: the program owns it and must not
+  be able to create files in /.
+"""
+import os
+
+from .errors import ProfileError, UsageError
+from .step import Step, op
+
+CLONE_NEWNS = 0x00020000
+ROOT_BASE = "/tmp"   # any directory that surely exists; after pivot_root nothing of it is visible
+
+HINTS = {
+    "EPERM": "the kernel refused a mount inside the user namespace (AppArmor's userns restriction, or a "
+             "container's seccomp profile): see the fixes for user_namespace",
+    "EACCES": "permission denied: the caller cannot read this bind source; check its permissions",
+    "ENOENT": "a path does not exist: check the bind sources and destinations",
+    "EROFS": "a mount point would have to be created on a host directory; create it on the host or "
+             "choose a destination inside a tmpfs",
+    "ELOOP": "a destination passes through a symlink of the new root; use the symlink's target instead",
+    "ENOTDIR": "a bind destination collides with a file; choose another destination",
+}
+
+
+class Bind:
+    __slots__ = ("src", "dst", "rw", "symlink", "origin")
+
+    def __init__(self, src, dst, rw=False, symlink=None, origin=""):
+        self.src, self.dst, self.rw, self.symlink, self.origin = src, dst, rw, symlink, origin
+
+
+def _under(path, parent):
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def resolve_binds(profile, extra=(), script=None):
+    """Host-checked binds: rootfs binds first (symlinks there are recreated as
+    symlinks: merged-/usr systems have /bin -> usr/bin), then profile and
+    command-line binds, then the script.  Raises ProfileError/UsageError for
+    sources that do not exist."""
+    binds = []
+    for i, b in enumerate(profile.get("rootfs", {}).get("binds", [])):
+        where = f"{profile.origin('rootfs.binds')}: rootfs.binds[{i}]"
+        if os.path.islink(b["src"]) and b["src"] == b["dst"]:
+            binds.append(Bind(b["src"], b["dst"], symlink=os.readlink(b["src"]), origin=where))
+            continue
+        if _source_ok(b, where, ProfileError):
+            binds.append(Bind(b["src"], b["dst"], b["rw"], origin=where))
+    for i, b in enumerate(profile.get("binds", [])):
+        where = f"{profile.origin('binds')}: binds[{i}]"
+        if _source_ok(b, where, ProfileError):
+            binds.append(Bind(b["src"], b["dst"], b["rw"], origin=where))
+    for b in extra:
+        if _source_ok(b, "--bind", UsageError):
+            binds.append(Bind(b["src"], b["dst"], b["rw"], origin="--bind"))
+    if script is not None:
+        binds.append(Bind(script[0], script[1], False, origin="script"))
+    return binds
+
+
+def _source_ok(b, where, error):
+    if os.path.exists(b["src"]):
+        return True
+    if b.get("optional"):
+        return False
+    raise error(f"bind source {b['src']} does not exist on this host", where,
+                "create it, fix the path, or mark the bind optional: true")
+
+
+def steps(profile, binds):
+    tmpfs = profile.get("tmpfs", {})
+    tmpfs_paths = sorted(tmpfs, key=lambda p: p.count("/"))
+    for b in binds:
+        for special in ("/proc", "/dev"):
+            if _under(b.dst, special):
+                raise ProfileError(f"cannot bind onto {b.dst}: {special} is built by the sandbox", b.origin,
+                                   "choose a destination outside /proc and /dev")
+    # Binds that land inside a tmpfs must wait until that tmpfs is mounted.
+    inner = [b for b in binds if any(_under(b.dst, t) for t in tmpfs_paths)]
+    outer = [b for b in binds if b not in inner]
+    held = [b for b in binds if b.symlink is None]
+    slot = {id(b): i for i, b in enumerate(held)}
+
+    def bind_ops(group):
+        ops = []
+        for b in sorted(group, key=lambda b: b.dst.count("/")):
+            if b.symlink is not None:
+                ops.append(op("symlink", b.symlink, b.dst))
+            else:
+                ops.append(op("bind", slot[id(b)], b.dst, 0 if b.rw else 1))
+        return ops
+
+    def bind_params(group):
+        return {b.dst: (f"-> {b.symlink} (symlink, as on the host)" if b.symlink is not None
+                        else f"{b.src} ({'rw' if b.rw else 'ro'},nosuid,nodev)") for b in group}
+
+    root_size = profile.get("rootfs", {}).get("size", 1 << 20)
+    return [
+        Step("mount_namespace",
+             "new mount namespace, / made recursively private; bind sources opened before anything is mounted",
+             {"propagation": "rprivate", "sources": [b.src for b in held]},
+             [op("unshare", CLONE_NEWNS), op("private")] + [op("hold", slot[id(b)], b.src) for b in held],
+             HINTS),
+        Step("root_tmpfs", "the new root: an empty tmpfs (it only holds mount points)",
+             {"size": root_size, "mounted_at": ROOT_BASE + " (hidden once pivot_root is done)"},
+             [op("root", ROOT_BASE, root_size)], HINTS),
+        Step("binds", "host paths, read-only unless marked rw; always nosuid,nodev, recursively",
+             bind_params(outer), bind_ops(outer), HINTS),
+        Step("tmpfs", "private writable tmpfs mounts (nosuid,nodev), size- and inode-capped",
+             {p: f"size={tmpfs[p]['size']},mode={tmpfs[p]['mode']:o},inodes={tmpfs[p]['inodes']}" for p in tmpfs_paths},
+             [op("tmpfs", p, tmpfs[p]["size"], f"{tmpfs[p]['mode']:o}", tmpfs[p]["inodes"]) for p in tmpfs_paths],
+             HINTS),
+        Step("inner_binds", "binds that land inside a tmpfs (the script among them), after it exists",
+             bind_params(inner), bind_ops(inner), HINTS),
+        Step("proc", "procfs of the sandbox's pid namespace; sys, sysrq-trigger, irq, bus read-only",
+             {"path": "/proc"}, [op("proc", "/proc")], HINTS),
+        Step("dev", "minimal /dev: null zero full random urandom tty, private devpts, /dev/shm",
+             {"shm_size": profile.get("shm_size", 16 << 20)}, [op("dev", "/dev", profile.get("shm_size", 16 << 20))],
+             HINTS),
+        Step("pivot_root", "root made read-only, then pivot_root into it and detach the host's tree "
+                           "(chroot only where pivot_root is impossible, reported as degraded)",
+             {"root": "read-only"}, [op("rootro"), op("pivot")], HINTS),
+    ]

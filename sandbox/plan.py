@@ -1,0 +1,133 @@
+"""The plan: a profile and a request turned into an ordered list of named steps.
+
+The order below IS the architecture.  Each step comes from the module that
+owns its concern; this file only decides the sequence, and the launcher
+carries it out exactly in this sequence (see launcher/launcher.c).  Steps up
+to `fork` run in the sandbox's init (pid 1), the rest in the program process.
+"""
+import os
+
+from . import limits as limits_mod
+from . import mounts, namespaces, privileges, userns
+from .errors import EXIT_NOT_FOUND, ProfileError, UsageError
+from .step import Step, op
+
+
+class Request:
+    """What the caller asks for beyond the profile.  Either `argv` (run this
+    program) or `script` (a host file, run the way the profile says)."""
+    __slots__ = ("argv", "script", "args", "limits", "binds", "env", "cwd")
+
+    def __init__(self, argv=None, script=None, args=(), limits=None, binds=(), env=None, cwd=None):
+        self.argv, self.script, self.args = argv, script, list(args)
+        self.limits, self.binds, self.env, self.cwd = limits or {}, list(binds), env or {}, cwd
+
+
+class Plan:
+    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits")
+
+    def __init__(self, profile, steps, argv, env, cwd, limits):
+        self.profile, self.steps, self.argv, self.env, self.cwd, self.limits = profile, steps, argv, env, cwd, limits
+
+    def ops(self):
+        """(op, step) pairs in execution order; the launcher reports failures by op index."""
+        return [(o, s) for s in self.steps for o in s.ops]
+
+    def encode(self):
+        out = [b"SBX1"]
+        for o, _ in self.ops():
+            out.append(o[0].encode())
+            out.append(str(len(o) - 1).encode())
+            for a in o[1:]:
+                a = os.fsencode(a)
+                if b"\0" in a:
+                    raise UsageError(f"{a!r} contains a NUL byte", f"step {o[0]}", "remove the NUL byte")
+                out.append(a)
+        return b"\0".join(out) + b"\0"
+
+    def explain(self):
+        chain = " <- ".join(os.path.basename(p) for p in self.profile.chain)
+        lines = [f"plan for profile {self.profile.name} ({chain}), {len(self.steps)} steps, in this order:"]
+        for i, s in enumerate(self.steps, 1):
+            lines.append(f"{i:3}. {s.name:<16} {s.summary}")
+            for key, value in s.params.items():
+                if isinstance(value, list):
+                    value = ", ".join(map(str, value)) or "(none)"
+                lines.append(f"       {key}: {value}")
+        return "\n".join(lines)
+
+
+def _which(name, path):
+    for d in path.split(":"):
+        candidate = os.path.join(d or ".", name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _program(profile, request, env):
+    """argv inside the sandbox, and the script bind (host path, path inside) if any."""
+    if request.argv:
+        return list(request.argv), None
+    if request.script is None:
+        raise UsageError("nothing to run", "sandbox run", "give a SCRIPT, or -- PROGRAM [ARGS]")
+    script = os.path.abspath(request.script)
+    if not os.path.isfile(script):
+        raise UsageError(f"script {request.script} does not exist", "sandbox run",
+                         "check the path (it is read from the host and bound read-only into the sandbox)",
+                         exit_code=EXIT_NOT_FOUND)
+    spec = profile.get("script", {})
+    interpreter = list(spec.get("interpreter", []))
+    inside = os.path.join(spec.get("dir", "/box"), os.path.basename(script))
+    if interpreter:
+        prog = interpreter[0]
+        found = prog if "/" in prog and os.path.exists(prog) else (
+            _which(prog, env.get("PATH", "/usr/bin:/bin")) if "/" not in prog else None)
+        if found is None:
+            raise ProfileError(f"interpreter {prog} is not present on this host"
+                               + ("" if "/" in prog else f" (searched PATH={env.get('PATH', '/usr/bin:/bin')})"),
+                               f"{profile.origin('script.interpreter')}: script.interpreter",
+                               f"install it (e.g. apt install {os.path.basename(prog)}), or use a profile whose "
+                               "interpreter exists (sandbox profiles)")
+    return interpreter + [inside] + request.args, (script, inside)
+
+
+def _fork_step():
+    return Step("fork", "init forks the program (pid 2) and stays pid 1: it reaps, samples the whole tree every "
+                        f"{limits_mod.SAMPLE_MS} ms, and its exit ends every process of the sandbox",
+                {"sample_interval": f"{limits_mod.SAMPLE_MS} ms"},
+                [op("sample", limits_mod.SAMPLE_MS), op("fork")])
+
+
+def _exec_step(argv, env, cwd):
+    envlist = [f"{k}={v}" for k, v in env.items()]
+    return Step("exec", "chdir, then execve with the profile's clean environment (PATH searched inside)",
+                {"argv": argv, "cwd": cwd, "env": envlist},
+                [op("exec", cwd, len(argv), *argv, *envlist)],
+                {"ENOENT": "the program does not exist inside the sandbox: bind its directory, or use a path "
+                           "that is inside the profile's rootfs binds",
+                 "EACCES": "the program is not executable (or lives on a noexec mount): chmod +x it",
+                 "ENOEXEC": "the file is not a program this kernel can run (wrong architecture, or a script "
+                            "without #!): run it through an interpreter profile"})
+
+
+def build(profile, request):
+    """Profile + request -> Plan.  Host checks happen here, so a plan that
+    builds can run; errors name the file and key, or the option."""
+    env = dict(profile.get("env", {}))
+    env.update(request.env)
+    env = {k: v for k, v in env.items() if v is not None}
+    effective = limits_mod.effective(profile, request.limits)
+    argv, script = _program(profile, request, env)
+    cwd = request.cwd or profile.get("cwd", "/")
+    binds = mounts.resolve_binds(profile, request.binds, script)
+    steps = (
+        [userns.step(profile, os.getpid())]
+        + mounts.steps(profile, binds)          # mount_namespace ... pivot_root
+        + [namespaces.step(profile),            # uts_ipc_net
+           _fork_step(),
+           limits_mod.step(effective)]
+        + privileges.steps()                    # drop_privileges, setsid, close_fds, die_with_parent
+        + [_exec_step(argv, env, cwd)]
+    )
+    return Plan(profile, steps, argv, env, cwd, effective)

@@ -1,0 +1,19 @@
+"""What the program process gives up just before exec: privileges, the
+controlling terminal, inherited file descriptors, its life after its parent."""
+from .step import Step, op
+
+
+def steps():
+    return [
+        Step("drop_privileges",
+             "no_new_privs; every capability dropped (bounding, ambient, inheritable, permitted, effective); "
+             "securebits locked so even uid 0 inside gains none on exec",
+             {"no_new_privs": 1, "capabilities": "none"},
+             [op("nnp"), op("caps")]),
+        Step("setsid",
+             "new session without a controlling terminal (no TIOCSTI into the caller's terminal)",
+             {}, [op("setsid")]),
+        Step("close_fds", "close every file descriptor except 0, 1 and 2", {}, [op("closefds")]),
+        Step("die_with_parent", "the program is killed if the sandbox's init dies", {"signal": "SIGKILL"},
+             [op("pdeathsig")]),
+    ]

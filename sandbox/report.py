@@ -1,0 +1,134 @@
+"""Reporting: the raw outcome of a run becomes a Result with one verdict.
+
+Verdict precedence when several apply: XX > TLE > MLE > OLE > SYS > SG > RE > OK.
+"""
+import errno as errno_mod
+import os
+
+from . import limits as limits_mod
+from .errors import EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_SANDBOX
+from .units import format_duration, format_size
+
+__version__ = "0.1.0"
+PRECEDENCE = ("XX", "TLE", "MLE", "OLE", "SYS", "SG", "RE", "OK")
+SIGNAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
+            8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE",
+            14: "SIGALRM", 15: "SIGTERM", 24: "SIGXCPU", 25: "SIGXFSZ", 31: "SIGSYS"}
+SIGKILL, SIGXCPU, SIGXFSZ, SIGSYS = 9, 24, 25, 31
+
+FIELDS = ("status", "message", "exit_code", "signal", "signal_name", "limit_hit", "killed_by_sandbox",
+          "cpu_time_s", "user_time_s", "sys_time_s", "wall_time_s", "memory_peak_bytes", "max_rss_bytes",
+          "processes_peak", "stdout_bytes", "stderr_bytes", "output_truncated", "context_switches",
+          "setup_time_s", "limits", "degraded", "root", "profile", "argv", "sandbox_version")
+
+
+class Result:
+    """What a run did.  Every FIELDS entry is an attribute; `stdout`/`stderr`
+    hold captured bytes (None when relayed)."""
+    __slots__ = FIELDS + ("stdout", "stderr", "exit_status")
+
+    def __init__(self, **kw):
+        for name in self.__slots__:
+            setattr(self, name, kw.get(name))
+
+    def to_dict(self):
+        return {name: getattr(self, name) for name in FIELDS}
+
+    def to_json(self):
+        import json
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def __repr__(self):
+        return f"<Result {self.status}: {self.message}>"
+
+
+def setup_failure(plan, op_index, err, text):
+    """Message, fix and exit code for a failed step, from the op that failed."""
+    ops = plan.ops()
+    step = ops[op_index][1] if 0 <= op_index < len(ops) else None
+    name = errno_mod.errorcode.get(err, str(err))
+    what = f"step '{step.name if step else '?'}' failed: {text}: {os.strerror(err)} ({name})"
+    fix = (step.hints.get(name) if step else None) or \
+        "this is unexpected: please report it with the output of `sandbox run --explain` and `uname -r`"
+    code = EXIT_SANDBOX
+    if step is not None and step.name == "exec":
+        code = EXIT_NOT_FOUND if err in (errno_mod.ENOENT, errno_mod.ENOTDIR) else EXIT_CANNOT_EXEC
+    return what, fix, code
+
+
+def build(plan, o, stdout=None, stderr=None, degraded=()):
+    limits = plan.limits
+    ru = o.rusage or (0, 0, 0, 0, 0)
+    user = max(0, ru[0] - o.init_self[0]) / 1e6      # init's own work is not the program's
+    sys_ = max(0, ru[1] - o.init_self[1]) / 1e6
+    cpu = user + sys_
+    ran = o.t_exec is not None and o.setup_error is None
+    wall = (o.t_end - o.t_exec) if ran else 0.0
+    max_rss = ru[2] * 1024
+    peak = max(o.mem_peak, max_rss)
+    exit_code = signal = None
+    if o.wstatus is not None:
+        if os.WIFEXITED(o.wstatus):
+            exit_code = os.WEXITSTATUS(o.wstatus)
+        elif os.WIFSIGNALED(o.wstatus):
+            signal = os.WTERMSIG(o.wstatus)
+    elif o.killed is not None and ran:
+        signal = SIGKILL     # init was killed before it could report; the program died with it
+
+    degraded = list(degraded) + ["pivot_root" if d == "chroot" else d for d in o.degraded]
+    status, limit_hit, message, code = _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal)
+    if code is None:
+        code = exit_code if exit_code is not None else 128 + (signal or 0)
+    result = Result(
+        status=status, message=message, exit_code=exit_code, signal=signal,
+        signal_name=SIGNAMES.get(signal) if signal else None, limit_hit=limit_hit,
+        killed_by_sandbox=o.killed is not None and ran,
+        cpu_time_s=round(cpu, 6), user_time_s=round(user, 6), sys_time_s=round(sys_, 6),
+        wall_time_s=round(wall, 6), memory_peak_bytes=peak, max_rss_bytes=max_rss,
+        processes_peak=o.procs_peak or (1 if ran else 0),
+        stdout_bytes=o.out_bytes, stderr_bytes=o.err_bytes, output_truncated=o.truncated,
+        context_switches={"voluntary": ru[3], "involuntary": ru[4]},
+        setup_time_s=round((o.t_exec or o.t_end) - o.t_spawn, 6),
+        limits=limits_mod.report(limits), degraded=degraded,
+        root="chroot" if "chroot" in o.degraded else "pivot_root",
+        profile=plan.profile.name, argv=plan.argv, sandbox_version=__version__,
+        stdout=stdout, stderr=stderr)
+    result.exit_status = code
+    return result
+
+
+def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal):
+    """(status, limit_hit, message, exit code override) by the documented precedence."""
+    if o.setup_error is not None:
+        what, fix, code = setup_failure(plan, *o.setup_error)
+        return "XX", None, f"{what}\n  fix: {fix}", code
+    if o.killed == "setup_timeout":
+        return "XX", None, f"the sandbox did not start within {int(o.t_end - o.t_spawn)} s", EXIT_SANDBOX
+    if o.wstatus is None and o.killed is None:
+        return "XX", None, "the sandbox's init died before the program ended (killed from outside?)", EXIT_SANDBOX
+    cpu_limit, wall_limit, mem_limit = limits["cpu_time"], limits["wall_time"], limits["memory"]
+    if o.killed == "cpu_time" or signal == SIGXCPU or (cpu_limit is not None and cpu > cpu_limit):
+        return "TLE", "cpu_time", (f"CPU time limit exceeded: {cpu:.3f} s of CPU used, limit "
+                                   f"{format_duration(cpu_limit)}"), None
+    if o.killed == "wall_time" or (wall_limit is not None and wall > wall_limit):
+        return "TLE", "wall_time", (f"wall time limit exceeded: {wall:.3f} s elapsed ({cpu:.3f} s of CPU), limit "
+                                    f"{format_duration(wall_limit)}"), None
+    if o.killed == "memory" or (mem_limit is not None and peak > mem_limit):
+        return "MLE", "memory", (f"memory limit exceeded: peak {format_size(peak)} ({peak} bytes), limit "
+                                 f"{format_size(mem_limit)}"), None
+    if o.killed == "output":
+        return "OLE", "output", (f"output limit exceeded: more than {format_size(limits['output'])} written to "
+                                 "stdout and stderr (output truncated there)"), None
+    if signal == SIGXFSZ:
+        return "OLE", "file_size", (f"file size limit exceeded: a write went past "
+                                    f"{format_size(limits['file_size'])} (SIGXFSZ)"), None
+    if signal == SIGSYS:
+        return "SYS", None, "killed by a disallowed system call (SIGSYS)", None
+    if signal is not None:
+        return "SG", None, f"killed by signal {signal} ({SIGNAMES.get(signal, '?')})", None
+    if exit_code:
+        hint = ""
+        if limits["processes"] is not None and o.procs_peak >= limits["processes"]:
+            hint = f" (the processes limit {limits['processes']} was reached)"
+        return "RE", None, f"exited with status {exit_code}{hint}", None
+    return "OK", None, "exited with status 0", None

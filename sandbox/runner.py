@@ -1,0 +1,99 @@
+"""profile -> plan -> apply -> report, for one run.  This is `sandbox.run`."""
+import os
+
+from . import launch, plan as plan_mod, profile as profile_mod, report
+from .errors import EXIT_NOT_FOUND, UsageError
+from .supervise import Sink, supervise
+
+
+def _limit_overrides(limits, where):
+    checks = profile_mod.SCHEMA["limits"]
+    out = {}
+    for key, value in (limits or {}).items():
+        if key not in checks:
+            profile_mod._unknown({key: value}, checks, where)
+        out[key] = checks[key](value, f"{where}.{key}")
+    return out
+
+
+def _open_in(stdin, closing):
+    if stdin is None:
+        fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+    elif isinstance(stdin, (bytes, bytearray, memoryview)):
+        fd = os.memfd_create("sandbox-stdin", os.MFD_CLOEXEC)
+        closing.append(fd)
+        os.write(fd, stdin)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+    elif isinstance(stdin, int):
+        return stdin
+    else:
+        try:
+            fd = os.open(stdin, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise UsageError(f"cannot open {stdin} for the program's stdin: {e.strerror}", "--stdin",
+                             "give an existing, readable file",
+                             exit_code=EXIT_NOT_FOUND if e.errno == 2 else None) from None
+    closing.append(fd)
+    return fd
+
+
+def _sink(target, where, closing):
+    if target is None:
+        return Sink(capture=True)
+    if isinstance(target, int):
+        return Sink(fd=target)
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise UsageError(f"cannot write {target}: {e.strerror}", where, "choose a writable path") from None
+    closing.append(fd)
+    return Sink(fd=fd)
+
+
+def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), env=None, cwd=None):
+    """Load the profile and build the plan, checking everything that can be
+    checked before anything runs.  Raises SandboxError subclasses."""
+    if not isinstance(profile, profile_mod.Profile):
+        profile = profile_mod.load(profile)
+    parsed_binds = [profile_mod.parse_bind(b, "--bind", base=os.getcwd()) for b in binds]
+    if cwd is not None:
+        cwd = profile_mod._abs_path(cwd, "--cwd")
+    request = plan_mod.Request(argv=list(argv) if argv else None, script=script, args=args,
+                               limits=_limit_overrides(limits, "limits"), binds=parsed_binds,
+                               env=dict(env or {}), cwd=cwd)
+    return plan_mod.build(profile, request)
+
+
+def execute(plan, *, stdin=None, stdout=None, stderr=None):
+    """Run a prepared plan.  stdin: None (empty), bytes, a path or an fd;
+    stdout/stderr: None (captured into the Result), a path or an fd (relayed)."""
+    closing = []
+    try:
+        in_fd = _open_in(stdin, closing)
+        out_sink = _sink(stdout, "--stdout", closing)
+        err_sink = _sink(stderr, "--stderr", closing)
+        launched = launch.spawn(plan.encode(), in_fd)
+        if in_fd in closing:          # the launcher has its own copy now
+            closing.remove(in_fd)
+            os.close(in_fd)
+        outcome = supervise(launched, plan.limits, out_sink, err_sink)
+    finally:
+        for fd in closing:
+            os.close(fd)
+    degraded = ["root_caller"] if os.getuid() == 0 else []
+    return report.build(plan, outcome,
+                        stdout=bytes(out_sink.captured) if out_sink.captured is not None else None,
+                        stderr=bytes(err_sink.captured) if err_sink.captured is not None else None,
+                        degraded=degraded)
+
+
+def run(profile, argv=None, *, script=None, args=(), stdin=None, stdout=None, stderr=None,
+        limits=None, binds=(), env=None, cwd=None):
+    """Run `argv` (or `script` with `args`) in a sandbox described by `profile`
+    (a built-in name, a path to a YAML file, or a loaded Profile) and return a
+    Result.  Limits override the profile's ({"cpu_time": "1s", "memory": "64M"}).
+    Raises SandboxError (ProfileError, UsageError) for input that cannot run;
+    a step that fails while the sandbox is built gives a Result with status XX."""
+    plan = prepare(profile, argv, script=script, args=args, limits=limits, binds=binds, env=env, cwd=cwd)
+    return execute(plan, stdin=stdin, stdout=stdout, stderr=stderr)

@@ -1,0 +1,224 @@
+"""Process supervision: one poll loop that relays or captures the program's
+output, reads the sandbox's samples, enforces wall time, CPU, memory and
+output limits, and kills the sandbox when one trips.
+
+Killing is always the same act: SIGTERM to the launcher, which passes it to
+the sandbox's init (it has not reaped init, so the pid cannot have been
+reused); init kills and reaps every process of the sandbox, so the CPU of the
+whole tree reaches the rusage the launcher reports.  If init does not manage
+within 2 s the launcher SIGKILLs it.
+"""
+import os
+import select
+import stat
+import time
+
+POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
+SIGTERM = 15
+CHUNK = 65536
+PIPE_BUF = 4096
+PENDING_MAX = 1 << 20     # relay buffer per stream; beyond it the program waits (backpressure)
+SETUP_TIMEOUT = 30.0      # seconds from spawn to exec; a healthy setup takes milliseconds
+
+
+class Sink:
+    """Where one output stream goes: relayed to a file descriptor, captured in
+    memory, or dropped.  Relayed data is written only when the fd is writable,
+    so a stalled reader never stalls supervision."""
+    __slots__ = ("fd", "captured", "pending", "broken", "chunk")
+
+    def __init__(self, fd=None, capture=False):
+        self.fd = fd
+        self.captured = bytearray() if capture else None
+        self.pending = bytearray()
+        self.broken = False
+        self.chunk = CHUNK
+        if fd is not None:
+            try:
+                mode = os.fstat(fd).st_mode
+                if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                    self.chunk = PIPE_BUF   # POLLOUT on a pipe promises room for PIPE_BUF bytes only
+            except OSError:
+                self.broken = True
+
+    def feed(self, data):
+        if self.captured is not None:
+            self.captured += data
+        elif self.fd is not None and not self.broken:
+            self.pending += data
+
+    def write_some(self, block=False):
+        while self.pending and not self.broken:
+            try:
+                n = os.write(self.fd, self.pending[:self.chunk])
+            except BlockingIOError:
+                return
+            except OSError:
+                self.broken = True     # EPIPE and friends: the reader is gone, keep draining the program
+                self.pending.clear()
+                return
+            del self.pending[:n]
+            if not block:
+                return
+
+
+class Outcome:
+    """Raw facts of a run; report.py turns them into a verdict."""
+    __slots__ = ("setup_error", "wstatus", "killed", "rusage", "init_self",
+                 "cpu_sampled_us", "mem_peak", "procs_peak", "degraded", "t_spawn", "t_exec", "t_end",
+                 "out_bytes", "err_bytes", "truncated", "interrupted")
+
+    def __init__(self):
+        self.setup_error = None          # (op index, errno, text)
+        self.wstatus = None              # the program's wait status, from init
+        self.killed = None               # which limit made us kill it
+        self.rusage = None               # init's tree, from the launcher: utime µs, stime µs, maxrss KiB, nvcsw, nivcsw
+        self.init_self = (0, 0)          # init's own user/sys µs, excluded from the program's time
+        self.cpu_sampled_us = 0
+        self.mem_peak = 0
+        self.procs_peak = 0
+        self.degraded = []
+        self.t_spawn = self.t_exec = self.t_end = None
+        self.out_bytes = self.err_bytes = 0
+        self.truncated = False
+        self.interrupted = False
+
+
+class _Run:
+    """State of one supervised run while the loop is going."""
+
+    def __init__(self, launched, limits):
+        self.launched = launched
+        self.o = Outcome()
+        self.o.t_spawn = time.monotonic()
+        self.cpu_limit_us = None if limits["cpu_time"] is None else limits["cpu_time"] * 1e6
+        self.mem_limit, self.out_limit, self.wall = limits["memory"], limits["output"], limits["wall_time"]
+        self.err_text = b""
+        self.status_text = b""
+
+    def kill(self, reason):
+        if self.o.killed is None:
+            self.o.killed = reason
+            try:
+                os.kill(self.launched.pid, SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def deadline(self):
+        o = self.o
+        if o.killed is not None or o.t_end is not None:
+            return None, None
+        if o.t_exec is None and o.setup_error is None:
+            return o.t_spawn + SETUP_TIMEOUT, "setup_timeout"
+        if self.wall is not None and o.t_exec is not None:
+            return o.t_exec + self.wall, "wall_time"
+        return None, None
+
+    def on_err_eof(self):
+        # "E <op> <errno> <text>": a step failed.  Nothing at all: the program was exec'd.
+        if self.err_text:
+            _, op_index, errno_, text = (self.err_text.decode(errors="replace").split("\n")[0].split(" ", 3) + [""])[:4]
+            self.o.setup_error = (int(op_index), int(errno_), text)
+        elif self.o.t_exec is None:      # init's fork time, when it came first, is more exact
+            self.o.t_exec = time.monotonic()
+
+    def on_status(self, data):
+        self.status_text += data
+        *lines, self.status_text = self.status_text.split(b"\n")
+        o = self.o
+        for line in lines:
+            parts = line.split()
+            tag = parts[0] if parts else b""
+            if tag == b"S" and len(parts) == 6:
+                cpu, mem, procs = int(parts[1]), int(parts[2]), int(parts[3])
+                o.cpu_sampled_us, o.init_self = cpu, (int(parts[4]), int(parts[5]))
+                o.mem_peak, o.procs_peak = max(o.mem_peak, mem), max(o.procs_peak, procs)
+                if self.cpu_limit_us is not None and cpu > self.cpu_limit_us:
+                    self.kill("cpu_time")
+                elif self.mem_limit is not None and mem > self.mem_limit:
+                    self.kill("memory")
+            elif tag == b"X" and len(parts) == 6:
+                # init's clock readings are CLOCK_MONOTONIC, the same clock as time.monotonic()
+                o.wstatus, o.init_self = int(parts[1]), (int(parts[2]), int(parts[3]))
+                o.t_exec, o.t_end = int(parts[4]) / 1e9, int(parts[5]) / 1e9
+            elif tag == b"L" and len(parts) == 6:
+                o.rusage = tuple(int(p) for p in parts[1:])
+            elif tag == b"D" and len(parts) == 2:
+                o.degraded.append(parts[1].decode())
+
+    def on_output(self, sink, is_out, data):
+        o = self.o
+        total = o.out_bytes + o.err_bytes
+        if self.out_limit is not None and total + len(data) > self.out_limit:
+            data = data[:max(0, self.out_limit - total)]
+            o.truncated = True
+            self.kill("output")
+        if is_out:
+            o.out_bytes += len(data)
+        else:
+            o.err_bytes += len(data)
+        sink.feed(data)
+
+
+def supervise(launched, limits, out_sink, err_sink):
+    run = _Run(launched, limits)
+    o = run.o
+    streams = {launched.out: (out_sink, True), launched.errout: (err_sink, False)}
+    open_fds = {launched.err, launched.status, launched.out, launched.errout}
+    try:
+        while True:
+            relaying = [s for s in (out_sink, err_sink) if s.pending and not s.broken]
+            if not open_fds:
+                for sink in relaying:            # the sandbox is gone: finish the relay
+                    sink.write_some(block=True)
+                break
+            deadline, reason = run.deadline()
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                run.kill(reason)
+                continue
+            poller = select.poll()
+            for fd in open_fds:
+                sink = streams.get(fd, (None,))[0]
+                if sink is None or len(sink.pending) < PENDING_MAX:   # a full relay stops reading: backpressure
+                    poller.register(fd, POLLIN)
+            for sink in relaying:
+                poller.register(sink.fd, POLLOUT)
+            timeout = -1 if deadline is None else int((deadline - now) * 1000) + 1
+            for fd, _ in poller.poll(timeout):
+                if fd not in open_fds:
+                    for sink in relaying:
+                        if sink.fd == fd:
+                            sink.write_some()
+                    continue
+                data = os.read(fd, CHUNK)
+                if not data:
+                    open_fds.discard(fd)
+                    os.close(fd)
+                    if fd == launched.err:
+                        run.on_err_eof()
+                    elif fd == launched.status and o.t_end is None:
+                        o.t_end = time.monotonic()
+                elif fd == launched.err:
+                    run.err_text += data
+                elif fd == launched.status:
+                    run.on_status(data)
+                else:
+                    run.on_output(*streams[fd], data)
+            for fd, (sink, _) in streams.items():
+                if sink.broken and fd in open_fds:
+                    # Our reader went away (EPIPE): let the program see it too,
+                    # as it would in a plain shell pipeline.
+                    open_fds.discard(fd)
+                    os.close(fd)
+    except BaseException:
+        o.interrupted = True
+        run.kill("interrupted")
+        raise
+    finally:
+        for fd in open_fds:
+            os.close(fd)
+        os.waitpid(launched.pid, 0)
+        if o.t_end is None:
+            o.t_end = time.monotonic()
+    return o

@@ -1,0 +1,88 @@
+"""Sizes and durations as users write them: 65536, 64K, 64MiB, 1G; 1.5, 1.5s, 500ms, 2m.
+
+Sizes are binary: K, KB and KiB all mean 1024 bytes (judges write "256M" and mean MiB).
+"""
+
+_SIZE = {"": 1, "b": 1}
+for _i, _p in enumerate("kmgt", start=1):
+    for _suffix in (_p, _p + "b", _p + "ib"):
+        _SIZE[_suffix] = 1024 ** _i
+
+_TIME = {"": 1.0, "s": 1.0, "ms": 0.001, "us": 0.000001, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+UNLIMITED = ("unlimited", "none", "inf", "infinity")
+
+
+def _split(text):
+    text = text.strip().lower()
+    i = len(text)
+    while i and not (text[i - 1].isdigit() or text[i - 1] == "."):
+        i -= 1
+    return text[:i], text[i:].strip()
+
+
+def parse_size(value):
+    """Bytes as an int, or None for unlimited.  Raises ValueError with the accepted forms."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a size")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value} is negative")
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    if isinstance(value, str):
+        if value.strip().lower() in UNLIMITED:
+            return None
+        number, unit = _split(value)
+        if number and unit in _SIZE:
+            try:
+                n = float(number)
+            except ValueError:
+                pass
+            else:
+                if n >= 0:
+                    return int(n * _SIZE[unit])
+    raise ValueError(f"{value!r} is not a size (write 65536, 64K, 64M, 64MiB, 1G or unlimited)")
+
+
+def parse_duration(value):
+    """Seconds as a float, or None for unlimited."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"{value} is negative")
+        return float(value)
+    if isinstance(value, str):
+        if value.strip().lower() in UNLIMITED:
+            return None
+        number, unit = _split(value)
+        if number and unit in _TIME:
+            try:
+                n = float(number)
+            except ValueError:
+                pass
+            else:
+                if n >= 0:
+                    return n * _TIME[unit]
+    raise ValueError(f"{value!r} is not a duration (write 1.5, 1.5s, 500ms, 2m or unlimited)")
+
+
+def format_size(n):
+    if n is None:
+        return "unlimited"
+    for unit, factor in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= factor and n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
+
+
+def format_duration(s):
+    if s is None:
+        return "unlimited"
+    return f"{s:g}s"

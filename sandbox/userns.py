@@ -1,0 +1,52 @@
+"""User ids: the user namespace and its single-id mapping.
+
+Rootless means one id: the caller's uid/gid appear inside as the profile's
+uid/gid (1000 by default), and nothing else is mapped.  The same clone makes
+the pid namespace, so the process that writes the maps is already pid 1 of the
+sandbox and nothing ever runs half-isolated.
+"""
+import os
+
+from .step import Step, op
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+
+HINTS = {
+    "EPERM": "unprivileged user namespaces are disabled or restricted on this host: "
+             "Debian: sysctl -w kernel.unprivileged_userns_clone=1; Ubuntu >= 23.10 (AppArmor): "
+             "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 or install an AppArmor profile "
+             "for sandbox-launch; inside a container: allow unshare/clone in its seccomp profile",
+    "ENOSPC": "the user namespace limit is reached or zero: sysctl -w user.max_user_namespaces=15000",
+    "EINVAL": "the kernel refused the namespace flags; a kernel built without CONFIG_USER_NS or "
+              "CONFIG_PID_NS cannot run the sandbox",
+    "EACCES": "writing the id map was refused (AppArmor or a security module restricts user "
+              "namespaces): see the EPERM fixes",
+}
+
+
+def ids(profile):
+    uid, gid = os.getuid(), os.getgid()
+    user = profile.get("user", {})
+    inside_uid = user.get("uid", "caller")
+    inside_gid = user.get("gid", "caller")
+    return (uid if inside_uid == "caller" else inside_uid, uid,
+            gid if inside_gid == "caller" else inside_gid, gid)
+
+
+def step(profile, runner_pid):
+    uid_in, uid_out, gid_in, gid_out = ids(profile)
+    return Step(
+        "user_namespace",
+        "new user and pid namespaces; the launcher and init die with the runner",
+        {"uid": f"{uid_in} inside = {uid_out} outside", "gid": f"{gid_in} inside = {gid_out} outside",
+         "setgroups": "deny", "pid 1": "the sandbox's init",
+         "nested user namespaces": "disabled (user.max_user_namespaces = 0 inside)"},
+        [op("ppid", runner_pid),
+         op("clone", CLONE_NEWUSER | CLONE_NEWPID),
+         op("idmap", uid_in, uid_out, gid_in, gid_out),
+         # This sysctl is per user namespace: 0 here means nothing inside can
+         # create another one (and with it regain capabilities over new
+         # mount or network namespaces: kernel attack surface).
+         op("sysctl", "/proc/sys/user/max_user_namespaces", "0")],
+        HINTS)

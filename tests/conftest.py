@@ -1,0 +1,129 @@
+"""Test harness: every sandbox run happens as a real unprivileged user.
+
+Run as root (CI), the suite drops to SANDBOX_TEST_USER (default: sandbox-test)
+with setpriv for each invocation; run as a normal user it runs as that user.
+Either way the rootless path is what gets exercised.  A missing test user is a
+failure, not a skip: `.ci/run` creates it.
+"""
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+SANDBOX = os.path.join(BIN, "sandbox")
+
+
+def _test_user():
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid())
+    name = os.environ.get("SANDBOX_TEST_USER", "sandbox-test")
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pytest.fail(f"running as root, the suite needs an unprivileged user '{name}' to run sandboxes as: "
+                    f"useradd -m {name} (or set SANDBOX_TEST_USER); .ci/run does this", pytrace=False)
+
+
+class User:
+    """Runs commands as the unprivileged test user."""
+
+    def __init__(self, pw, home):
+        self.pw, self.home = pw, home
+        self.uid, self.gid, self.name = pw.pw_uid, pw.pw_gid, pw.pw_name
+
+    def prefix(self):
+        if os.geteuid() != 0:
+            return []
+        return ["setpriv", f"--reuid={self.uid}", f"--regid={self.gid}", "--clear-groups", "--"]
+
+    def env(self, extra=None):
+        env = {"PATH": f"{BIN}:/usr/local/bin:/usr/bin:/bin", "HOME": self.home, "LANG": "C.UTF-8"}
+        env.update(extra or {})
+        return env
+
+    def run(self, argv, *, input=None, timeout=120, env=None, check=False, **kw):
+        return subprocess.run(self.prefix() + list(argv), input=input, capture_output=True, timeout=timeout,
+                              env=self.env(env), check=check, **kw)
+
+    def popen(self, argv, env=None, **kw):
+        return subprocess.Popen(self.prefix() + list(argv), env=self.env(env), **kw)
+
+
+@pytest.fixture(scope="session")
+def user():
+    pw = _test_user()
+    home = tempfile.mkdtemp(prefix="sandbox-test-home-")
+    os.chmod(home, 0o755)
+    if os.geteuid() == 0:
+        os.chown(home, pw.pw_uid, pw.pw_gid)
+    u = User(pw, home)
+    if not os.access(SANDBOX, os.X_OK):
+        pytest.fail(f"{SANDBOX} is missing: install the package into this environment (pip install .)", pytrace=False)
+    r = u.run([SANDBOX, "--version"])
+    if r.returncode != 0:
+        pytest.fail(f"user {u.name} cannot run {SANDBOX}: {r.stderr.decode()} -- the environment must be "
+                    "readable by that user (CI puts it outside /root)", pytrace=False)
+    yield u
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def box(user):
+    """A scratch directory the test user owns and everyone can read."""
+    d = tempfile.mkdtemp(prefix="sandbox-test-")
+    os.chmod(d, 0o755)
+    if os.geteuid() == 0:
+        os.chown(d, user.uid, user.gid)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def write(path, text, mode=0o644, owner=None):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    if owner is not None and os.geteuid() == 0:
+        os.chown(path, owner.uid, owner.gid)
+    return path
+
+
+class Sbx:
+    """`sandbox` as the test user; `run()` also returns the JSON report."""
+
+    def __init__(self, user, box):
+        self.user, self.box = user, box
+
+    def __call__(self, *args, input=None, timeout=120, env=None):
+        return self.user.run([SANDBOX, *args], input=input, timeout=timeout, env=env)
+
+    def run(self, *args, input=None, timeout=120, env=None):
+        report = os.path.join(self.box, "report.json")
+        if os.path.exists(report):
+            os.unlink(report)
+        r = self(args[0], "--report", report, *args[1:], input=input, timeout=timeout, env=env)
+        data = None
+        if os.path.exists(report):
+            with open(report) as f:
+                data = json.load(f)
+        return r, data
+
+    def script(self, name, text, mode=0o644):
+        return write(os.path.join(self.box, name), text, mode, self.user)
+
+
+@pytest.fixture
+def sbx(user, box):
+    return Sbx(user, box)
+
+
+def no_traceback(r):
+    out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+    assert "Traceback" not in out, out
+    return out

@@ -48,11 +48,15 @@ class User:
         env.update(extra or {})
         return env
 
+    # Commands run from the user's home: the checkout may be unreadable to the user (/root),
+    # and `python -c` there would import the unbuilt source tree instead of the installed package.
     def run(self, argv, *, input=None, timeout=120, env=None, check=False, **kw):
+        kw.setdefault("cwd", self.home)
         return subprocess.run(self.prefix() + list(argv), input=input, capture_output=True, timeout=timeout,
                               env=self.env(env), check=check, **kw)
 
     def popen(self, argv, env=None, **kw):
+        kw.setdefault("cwd", self.home)
         return subprocess.Popen(self.prefix() + list(argv), env=self.env(env), **kw)
 
 

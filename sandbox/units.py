@@ -13,63 +13,50 @@ _TIME = {"": 1.0, "s": 1.0, "ms": 0.001, "us": 0.000001, "m": 60.0, "min": 60.0,
 UNLIMITED = ("unlimited", "none", "inf", "infinity")
 
 
-def _split(text):
-    text = text.strip().lower()
+def _parse(value, table):
+    """'<number><unit>' -> number * table[unit]; None for 'unlimited'; raises ValueError."""
+    text = value.strip().lower()
+    if text in UNLIMITED:
+        return None
     i = len(text)
     while i and not (text[i - 1].isdigit() or text[i - 1] == "."):
         i -= 1
-    return text[:i], text[i:].strip()
+    number, unit = text[:i], text[i:].strip()
+    if number and unit in table:
+        n = float(number)        # ValueError for "1.2.3"
+        if n >= 0:
+            return n * table[unit]
+    raise ValueError
 
 
 def parse_size(value):
     """Bytes as an int, or None for unlimited.  Raises ValueError with the accepted forms."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a size")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"{value} is negative")
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     if isinstance(value, float) and value.is_integer() and value >= 0:
         return int(value)
-    if isinstance(value, str):
-        if value.strip().lower() in UNLIMITED:
-            return None
-        number, unit = _split(value)
-        if number and unit in _SIZE:
-            try:
-                n = float(number)
-            except ValueError:
-                pass
-            else:
-                if n >= 0:
-                    return int(n * _SIZE[unit])
+    try:
+        if isinstance(value, str):
+            n = _parse(value, _SIZE)
+            return None if n is None else int(n)
+    except ValueError:
+        pass
     raise ValueError(f"{value!r} is not a size (write 65536, 64K, 64M, 64MiB, 1G or unlimited)")
 
 
 def parse_duration(value):
-    """Seconds as a float, or None for unlimited."""
+    """Seconds as a float, or None for unlimited.  Raises ValueError with the accepted forms."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a duration")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"{value} is negative")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
         return float(value)
-    if isinstance(value, str):
-        if value.strip().lower() in UNLIMITED:
-            return None
-        number, unit = _split(value)
-        if number and unit in _TIME:
-            try:
-                n = float(number)
-            except ValueError:
-                pass
-            else:
-                if n >= 0:
-                    return n * _TIME[unit]
+    try:
+        if isinstance(value, str):
+            return _parse(value, _TIME)
+    except ValueError:
+        pass
     raise ValueError(f"{value!r} is not a duration (write 1.5, 1.5s, 500ms, 2m or unlimited)")
 
 

@@ -7,7 +7,7 @@ import os
 
 from . import limits as limits_mod
 from .errors import EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_SANDBOX
-from .units import format_duration, format_size
+from .units import format_duration, format_size, human_size
 
 __version__ = "0.1.0"
 PRECEDENCE = ("XX", "TLE", "MLE", "OLE", "SYS", "SG", "RE", "OK")
@@ -114,8 +114,9 @@ def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal):
         return "TLE", "wall_time", (f"wall time limit exceeded: {wall:.3f} s elapsed ({cpu:.3f} s of CPU), limit "
                                     f"{format_duration(wall_limit)}"), None
     if o.killed == "memory" or (mem_limit is not None and peak > mem_limit):
-        return "MLE", "memory", (f"memory limit exceeded: peak {format_size(peak)} ({peak} bytes), limit "
-                                 f"{format_size(mem_limit)}"), None
+        how = "the monitor killed the sandbox" if o.killed == "memory" else "measured at the end"
+        return "MLE", "memory", (f"memory limit exceeded: peak {human_size(peak)}, limit "
+                                 f"{format_size(mem_limit)} ({how})"), None
     if o.killed == "output":
         return "OLE", "output", (f"output limit exceeded: more than {format_size(limits['output'])} written to "
                                  "stdout and stderr (output truncated there)"), None

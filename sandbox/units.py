@@ -69,6 +69,14 @@ def format_size(n):
     return str(n)
 
 
+def human_size(n):
+    """A measured size for people: 71.3 MiB."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def format_duration(s):
     if s is None:
         return "unlimited"

@@ -28,17 +28,24 @@ BWRAP_JUDGE = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr
                "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--new-session", "--cap-drop", "ALL"]
 
 
+NO_BPF_CACHE = {"SANDBOX_NO_BPF_CACHE": "1"}
+
+
 def commands(sandbox, python):
+    """(name, argv, extra environment)"""
     sbx = [sandbox, "run", "--profile", "native", "--"]
     return [
-        ("true: direct", ["/bin/true"]),
-        ("true: bwrap", BWRAP_JUDGE + ["/bin/true"]),
-        ("true: sandbox run", sbx + ["/bin/true"]),
-        ("python3 -c pass: direct", ["/usr/bin/python3", "-c", "pass"]),
-        ("python3 -c pass: bwrap", BWRAP_JUDGE + ["/usr/bin/python3", "-c", "pass"]),
-        ("python3 -c pass: sandbox run", sbx + ["/usr/bin/python3", "-c", "pass"]),
-        ("floor: /usr/bin/python3 -I -S -c pass", ["/usr/bin/python3", "-I", "-S", "-c", "pass"]),
-        ("floor: sandbox's python -c pass", [python, "-c", "pass"]),
+        ("true: direct", ["/bin/true"], {}),
+        ("true: bwrap", BWRAP_JUDGE + ["/bin/true"], {}),
+        ("true: sandbox run", sbx + ["/bin/true"], {}),
+        ("python3 -c pass: direct", ["/usr/bin/python3", "-c", "pass"], {}),
+        ("python3 -c pass: bwrap", BWRAP_JUDGE + ["/usr/bin/python3", "-c", "pass"], {}),
+        ("python3 -c pass: sandbox run", sbx + ["/usr/bin/python3", "-c", "pass"], {}),
+        ("seccomp: none", [sandbox, "run", "--profile", "native", "--seccomp", "none", "--", "/bin/true"], {}),
+        ("seccomp: default, BPF cached", sbx + ["/bin/true"], {}),
+        ("seccomp: default, compiled every run", sbx + ["/bin/true"], NO_BPF_CACHE),
+        ("floor: /usr/bin/python3 -I -S -c pass", ["/usr/bin/python3", "-I", "-S", "-c", "pass"], {}),
+        ("floor: sandbox's python -c pass", [python, "-c", "pass"], {}),
     ]
 
 
@@ -62,21 +69,21 @@ def main():
     if not shutil.which("bwrap"):
         sys.exit("bench: bubblewrap is needed for the comparison (apt install bubblewrap)")
     python = os.path.join(os.path.dirname(os.path.realpath(args.sandbox)), "python3")
-    cmds = [(name, prefix + [shutil.which(argv[0]) or argv[0]] + argv[1:]) for name, argv in commands(args.sandbox, python)]
-    # setpriv itself costs the same on every row; measure it so it can be read off.
-    times = {name: [] for name, _ in cmds}
+    cmds = [(name, prefix + [shutil.which(argv[0]) or argv[0]] + argv[1:], dict(env, **extra))
+            for name, argv, extra in commands(args.sandbox, python)]
+    times = {name: [] for name, _, _ in cmds}
     devnull = os.open(os.devnull, os.O_RDWR)
     actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
-    for name, argv in cmds:                      # warm-up: page cache, the profile cache
+    for name, argv, cmd_env in cmds:              # warm-up: page cache, the profile and BPF caches
         for _ in range(5):
-            os.waitpid(os.posix_spawn(argv[0], argv, env, file_actions=actions), 0)
-        _, status = os.waitpid(os.posix_spawn(argv[0], argv, env), 0)
+            os.waitpid(os.posix_spawn(argv[0], argv, cmd_env, file_actions=actions), 0)
+        _, status = os.waitpid(os.posix_spawn(argv[0], argv, cmd_env), 0)
         if status != 0:
             sys.exit(f"bench: {name} fails: {' '.join(argv)} (status {status})")
     for _ in range(args.runs):
-        for name, argv in cmds:
+        for name, argv, cmd_env in cmds:
             t = time.perf_counter()
-            _, status = os.waitpid(os.posix_spawn(argv[0], argv, env, file_actions=actions), 0)
+            _, status = os.waitpid(os.posix_spawn(argv[0], argv, cmd_env, file_actions=actions), 0)
             times[name].append(time.perf_counter() - t)
 
     med = {name: statistics.median(v) * 1000 for name, v in times.items()}
@@ -85,6 +92,10 @@ def main():
     for workload in ("true", "python3 -c pass"):
         d, b, s = (med[f"{workload}: {k}"] for k in ("direct", "bwrap", "sandbox run"))
         print(f"{workload:<16}{d:>10.2f}{b:>10.2f}{s:>10.2f}{s / b:>15.2f}x{s - b:>13.2f} ms")
+    print("\nseccomp (sandbox run /bin/true):")
+    base = med["seccomp: none"]
+    for name in ("seccomp: none", "seccomp: default, BPF cached", "seccomp: default, compiled every run"):
+        print(f"  {name[9:]:<28}{med[name]:8.2f} ms  {med[name] - base:+7.2f} ms")
     floor = med["floor: sandbox's python -c pass"]
     print("\nthe interpreter alone (any Python CLI pays this before its first line):")
     print(f"  /usr/bin/python3 -I -S -c pass  {med['floor: /usr/bin/python3 -I -S -c pass']:7.2f} ms "

@@ -58,12 +58,16 @@
 #include <sys/wait.h>
 #include <linux/capability.h>
 #include <linux/securebits.h>
+#include <linux/seccomp.h>
+#include <linux/filter.h>
+#include <linux/audit.h>
 #include <time.h>
 #include <unistd.h>
 
 #define PLAN_FD 3
 #define ERR_FD 4
 #define STATUS_FD 5
+#define NOTIFY_FD 6       /* the program process hands the seccomp listener to init here */
 #define MAX_TOKENS 65536
 #define MAX_SLOTS 256
 #define MAX_OURS 64
@@ -93,6 +97,9 @@ static dev_t ours[MAX_OURS];         /* filesystems we created: mount points may
 static int nours;
 static int sample_ms = 10;
 static volatile pid_t init_pid;      /* in the launcher: the child to kill on SIGTERM */
+static int notify_sock[2] = {-1, -1}; /* init <-> program: the seccomp listener travels here */
+static int log_all;                  /* notifications mean "log and continue" for every call (learn mode) */
+static unsigned char log_nr[1024];   /* ... or for these x86_64 numbers; any other notification is a kill */
 
 /* ------------------------------------------------------------ reporting */
 
@@ -270,7 +277,10 @@ static void op_root(char **a) {
 }
 
 static void op_bind(char **a) {
-    int fd = slots[num(a[0])];
+    int slot = (int)num(a[0]);
+    if (slot < 0 || slot >= MAX_SLOTS || slots[slot] < 0) fail(EINVAL, "bind of an unheld source");
+    int fd = slots[slot];
+    slots[slot] = -1;
     const char *rel = a[1];
     int ro = (int)num(a[2]);
     struct stat st;
@@ -419,32 +429,73 @@ static void op_caps(void) {
 }
 
 static void op_closefds(void) {
-    /* Everything but stdio and the error pipe, which closes itself at exec. */
-    if (syscall(SYS_close_range, 3, ERR_FD - 1, 0) < 0 || syscall(SYS_close_range, ERR_FD + 1, ~0U, 0) < 0) {
-        for (int fd = 3; fd < 65536; fd++) if (fd != ERR_FD) close(fd);
+    /* Everything but stdio, the error pipe and the seccomp hand-over socket,
+     * which both close themselves at exec. */
+    if (syscall(SYS_close_range, 3, ERR_FD - 1, 0) < 0 || syscall(SYS_close_range, ERR_FD + 1, NOTIFY_FD - 1, 0) < 0 ||
+        syscall(SYS_close_range, NOTIFY_FD + 1, ~0U, 0) < 0) {
+        for (int fd = 3; fd < 65536; fd++) if (fd != ERR_FD && fd != NOTIFY_FD) close(fd);
     }
 }
 
-/* exec CWD ARGC ARGV... ENV...: chdir, then search PATH from the new
- * environment (not ours) the way a shell would: 127 not found, 126 not
- * executable. */
+/* notify SPEC (init, before fork): "*" every notification is a log, "-" none
+ * is, else a comma-separated list of x86_64 syscall numbers that are. */
+static void op_notify(char **a) {
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, notify_sock) < 0) fail(errno, "socketpair");
+    if (!strcmp(a[0], "*")) log_all = 1;
+    else if (strcmp(a[0], "-")) {
+        for (char *p = a[0]; *p;) {
+            long nr = strtol(p, &p, 10);
+            if (nr >= 0 && nr < 1024) log_nr[nr] = 1;
+            if (*p == ',') p++;
+            else if (*p) fail(EINVAL, "bad notify list");
+        }
+    }
+}
+
+/* seccomp HEX (the program, last step before exec): load the filter with a
+ * listener and hand the listener to init.  From here on every syscall of
+ * this process goes through the filter: only sendmsg on NOTIFY_FD (here) and
+ * write on ERR_FD (a failed exec) are added to allow-lists by the compiler. */
+static void op_seccomp(char **a) {
+    size_t len = strlen(a[0]) / 2;
+    if (len == 0 || len % sizeof(struct sock_filter)) fail(EINVAL, "bad seccomp filter");
+    unsigned char *buf = malloc(len);
+    if (!buf) fail(ENOMEM, "seccomp filter");
+    for (size_t i = 0; i < len; i++) {
+        unsigned int byte;
+        if (sscanf(a[0] + 2 * i, "%2x", &byte) != 1) fail(EINVAL, "bad seccomp filter");
+        buf[i] = (unsigned char)byte;
+    }
+    struct sock_fprog prog = {(unsigned short)(len / sizeof(struct sock_filter)), (struct sock_filter *)buf};
+    if (notify_sock[1] < 0) fail(EINVAL, "seccomp without a notify step");
+    int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    if (listener < 0) fail(errno, "seccomp(SECCOMP_SET_MODE_FILTER, NEW_LISTENER)");
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    char byte = 0;
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &listener, sizeof(int));
+    if (sendmsg(NOTIFY_FD, &msg, 0) != 1) fail(errno, "hand the seccomp listener to init");
+}
+
+/* exec ARGC ARGV... ENV...: search PATH from the new environment (not ours)
+ * the way a shell would: 127 not found, 126 not executable. */
 static void op_exec(char **a, int nargs) {
-    const char *cwd = a[0];
-    int argc = (int)num(a[1]);
-    if (argc < 1 || 2 + argc > nargs) fail(EINVAL, "bad exec op");
+    int argc = (int)num(a[0]);
+    if (argc < 1 || 1 + argc > nargs) fail(EINVAL, "bad exec op");
     char **argv = calloc((size_t)argc + 1, sizeof *argv);
-    char **envp = calloc((size_t)(nargs - 2 - argc) + 1, sizeof *envp);
-    for (int i = 0; i < argc; i++) argv[i] = a[2 + i];
+    char **envp = calloc((size_t)(nargs - 1 - argc) + 1, sizeof *envp);
+    for (int i = 0; i < argc; i++) argv[i] = a[1 + i];
     const char *path = "/usr/local/bin:/usr/bin:/bin";
-    for (int i = 0; i < nargs - 2 - argc; i++) {
-        envp[i] = a[2 + argc + i];
+    for (int i = 0; i < nargs - 1 - argc; i++) {
+        envp[i] = a[1 + argc + i];
         if (strncmp(envp[i], "PATH=", 5) == 0) path = envp[i] + 5;
     }
-    if (chdir(cwd) < 0) fail(errno, "chdir %s", cwd);
-    for (int sig = 1; sig < NSIG; sig++) if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
     const char *file = argv[0];
     if (strchr(file, '/')) {
         execve(file, argv, envp);
@@ -548,6 +599,66 @@ static void __attribute__((noreturn)) finish(pid_t prog, int st, int known, long
     _exit(0);
 }
 
+/* Records the runner must not miss are written blocking; samples are not. */
+static void status_sync(const char *fmt, unsigned a, unsigned b, const unsigned long long *args) {
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, fmt, a, b);
+    if (args)
+        for (int i = 0; i < 6 && n < (int)sizeof buf - 24; i++) n += snprintf(buf + n, sizeof buf - n, " %llu", args[i]);
+    n += snprintf(buf + n, sizeof buf - n, "\n");
+    fcntl(STATUS_FD, F_SETFL, 0);
+    write_all(STATUS_FD, buf, (size_t)n);
+    fcntl(STATUS_FD, F_SETFL, O_NONBLOCK);
+}
+
+/* The listener arrives from the program process right after it loads the filter. */
+static int receive_listener(int sock) {
+    char byte, cbuf[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1) return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+}
+
+/* A call hit a kill or log rule (or came from a foreign ABI).  The kernel
+ * tells us the number, the architecture and the arguments: the program cannot
+ * forge this.  log: note it once and let the call go on.  kill: report it and
+ * end the run. */
+static void on_notification(int listener, pid_t prog, long long t_fork) {
+    static struct seccomp_notif_sizes sizes;
+    static unsigned char seen[1024];
+    if (!sizes.seccomp_notif && syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) return;
+    struct seccomp_notif *req = calloc(1, sizes.seccomp_notif);
+    struct seccomp_notif_resp *resp = calloc(1, sizes.seccomp_notif_resp);
+    if (!req || !resp || ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0) {  /* ENOENT: the caller died meanwhile */
+        free(req);
+        free(resp);
+        return;
+    }
+    unsigned nr = req->data.nr, arch = req->data.arch;
+    int native = arch == AUDIT_ARCH_X86_64 && !(nr & 0x40000000);
+    if (native && nr < 1024 && (log_all || log_nr[nr])) {
+        if (!seen[nr]) {
+            seen[nr] = 1;
+            status_sync("Y %u %u", nr, arch, NULL);
+        }
+        resp->id = req->id;
+        resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp);
+        free(req);
+        free(resp);
+        return;
+    }
+    unsigned long long args[6];
+    for (int i = 0; i < 6; i++) args[i] = req->data.args[i];
+    status_sync("V %u %u", nr, arch, args);
+    finish(prog, 0, 0, t_fork, now_ns());
+}
+
 static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long long t_fork) {
     int sfd = signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -555,9 +666,18 @@ static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long
     if (tfd >= 0) timerfd_settime(tfd, 0, &its, NULL);
     fcntl(STATUS_FD, F_SETFL, O_NONBLOCK);  /* a slow reader may drop samples, never stall the reaper */
     long tick_hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-    struct pollfd pfd[2] = {{sfd, POLLIN, 0}, {tfd, POLLIN, 0}};
+    /* 0 signals, 1 timer, 2 the socket the listener comes on, 3 the listener */
+    struct pollfd pfd[4] = {{sfd, POLLIN, 0}, {tfd, POLLIN, 0}, {notify_sock[0], POLLIN, 0}, {-1, POLLIN, 0}};
     for (;;) {
-        if (poll(pfd, 2, -1) < 0 && errno != EINTR) finish(prog, 0, 0, t_fork, now_ns());
+        if (poll(pfd, 4, -1) < 0 && errno != EINTR) finish(prog, 0, 0, t_fork, now_ns());
+        if (pfd[3].revents & POLLIN) on_notification(pfd[3].fd, prog, t_fork);
+        else if (pfd[3].revents & (POLLHUP | POLLERR)) pfd[3].fd = -1;   /* no process left under the filter */
+        if (pfd[2].revents) {
+            int fd = receive_listener(pfd[2].fd);
+            if (fd >= 0) pfd[3].fd = fd;
+            close(pfd[2].fd);
+            pfd[2].fd = -1;
+        }
         if (pfd[0].revents & POLLIN) {
             struct signalfd_siginfo si;
             int chld = 0;
@@ -726,9 +846,24 @@ int main(void) {
                 close(ERR_FD);
                 close(0); close(1); close(2);
                 for (int s = 0; s < MAX_SLOTS; s++) if (slots[s] >= 0) close(slots[s]);
+                if (notify_sock[1] >= 0) close(notify_sock[1]);
                 supervise(prog, &chld, t_fork);
             }
             close(STATUS_FD);
+            /* The program starts with default signal handling (SIG_IGN would
+             * survive exec) and nothing blocked; done here, before any filter. */
+            for (int sig = 1; sig < NSIG; sig++) if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+            sigset_t none;
+            sigemptyset(&none);
+            sigprocmask(SIG_SETMASK, &none, NULL);
+            if (notify_sock[1] >= 0) {
+                close(notify_sock[0]);
+                if (notify_sock[1] != NOTIFY_FD) {   /* (created close-on-exec, so already right if equal) */
+                    if (dup3(notify_sock[1], NOTIFY_FD, O_CLOEXEC) < 0) fail(errno, "dup3 the notify socket");
+                    close(notify_sock[1]);
+                    notify_sock[1] = NOTIFY_FD;
+                }
+            }
         }
         else if (!strcmp(name, "rlimit")) {
             long long soft = num(a[1]), hard = num(a[2]);
@@ -740,6 +875,9 @@ int main(void) {
         else if (!strcmp(name, "setsid")) { if (setsid() < 0) fail(errno, "setsid"); }
         else if (!strcmp(name, "closefds")) op_closefds();
         else if (!strcmp(name, "pdeathsig")) { if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "PR_SET_PDEATHSIG"); }
+        else if (!strcmp(name, "notify")) op_notify(a);
+        else if (!strcmp(name, "chdir")) { if (chdir(a[0]) < 0) fail(errno, "chdir %s", a[0]); }
+        else if (!strcmp(name, "seccomp")) op_seccomp(a);
         else if (!strcmp(name, "exec")) op_exec(a, nargs);
         else fail(EINVAL, "unknown op '%s' (launcher and package versions differ?)", name);
     }

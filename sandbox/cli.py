@@ -11,6 +11,8 @@ from .errors import EXIT_SANDBOX, SandboxError, UsageError
 USAGE = """\
 usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
        sandbox run --profile NAME|PATH [options] -- PROGRAM [ARGS...]
+       sandbox learn --profile P --output POLICY.yaml [options] (SCRIPT [ARGS...] | -- PROGRAM [ARGS...])
+                                        run once logging every system call; write an allow-list
        sandbox profiles                 list built-in profiles
        sandbox profiles show NAME|PATH  print a profile fully resolved (after extends)
        sandbox check FILE.yaml          validate a profile
@@ -34,6 +36,7 @@ run options:
   --bind SRC[:DST][:rw]  bind a host path, read-only unless :rw (repeatable)
   --env K=V            set a variable (K alone copies ours); the environment is clean otherwise
   --cwd DIR            working directory inside
+  --seccomp POLICY     seccomp policy instead of the profile's: a built-in name, a path, or none
   --quiet              do not print the verdict line on stderr
 
 DUR: 1.5, 1.5s, 500ms, 2m.  SIZE: 65536, 64K, 64M, 64MiB, 1G.
@@ -45,7 +48,8 @@ LIMIT_OPTIONS = {"--time": "cpu_time", "--cpu-time": "cpu_time", "--wall-time": 
                  "--memory": "memory", "--processes": "processes", "--output-limit": "output",
                  "--file-size": "file_size", "--open-files": "open_files", "--stack": "stack",
                  "--address-space": "address_space"}
-VALUE_OPTIONS = {"--profile", "--report", "--stdin", "--stdout", "--stderr", "--bind", "--env", "--cwd"} | set(LIMIT_OPTIONS)
+VALUE_OPTIONS = ({"--profile", "--report", "--stdin", "--stdout", "--stderr", "--bind", "--env", "--cwd", "--seccomp",
+                  "--output"} | set(LIMIT_OPTIONS))
 FLAG_OPTIONS = {"--explain", "--quiet"}
 QUIET_STATUSES = ("OK", "RE")
 
@@ -109,13 +113,18 @@ def _limit_error(e):
     return e
 
 
+def _request(opts):
+    return dict(script=opts.get("script"), args=opts.get("args", ()), limits=opts["limits"], binds=opts["binds"],
+                env=opts["env"], cwd=opts.get("cwd"))
+
+
 def cmd_run(argv):
     from . import runner
     opts = _parse_run(argv)
+    if "output" in opts:
+        raise UsageError("--output belongs to sandbox learn", "--output", "use --stdout FILE for the program's output")
     try:
-        plan = runner.prepare(opts["profile"], opts.get("argv"), script=opts.get("script"),
-                              args=opts.get("args", ()), limits=opts["limits"], binds=opts["binds"],
-                              env=opts["env"], cwd=opts.get("cwd"))
+        plan = runner.prepare(opts["profile"], opts.get("argv"), seccomp=opts.get("seccomp"), **_request(opts))
     except SandboxError as e:
         raise _limit_error(e) from None
     if opts.get("explain"):
@@ -123,16 +132,48 @@ def cmd_run(argv):
         return 0
     result = runner.execute(plan, stdin=opts.get("stdin", 0), stdout=opts.get("stdout", 1),
                             stderr=opts.get("stderr", 2))
-    if "report" in opts:
-        try:
-            with open(opts["report"], "w", encoding="utf-8") as f:
-                f.write(result.to_json())
-        except OSError as e:
-            print(f"sandbox: cannot write the report to {opts['report']}: {e.strerror}", file=sys.stderr)
-            return EXIT_SANDBOX
+    if "report" in opts and not _write_report(result, opts["report"]):
+        return EXIT_SANDBOX
     if result.status not in QUIET_STATUSES and not opts.get("quiet"):
         print(f"sandbox: {result.status}: {result.message}", file=sys.stderr)
     return result.exit_status
+
+
+def _write_report(result, path):
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(result.to_json())
+        return True
+    except OSError as e:
+        print(f"sandbox: cannot write the report to {path}: {e.strerror}", file=sys.stderr)
+        return False
+
+
+def cmd_learn(argv):
+    from . import learn
+    opts = _parse_run(argv)
+    if "output" not in opts:
+        raise UsageError("no --output given", "sandbox learn", "add --output POLICY.yaml: the learned allow-list goes there")
+    for option in ("seccomp", "explain"):
+        if option in opts:
+            raise UsageError(f"--{option} does not apply to sandbox learn", f"--{option}", f"drop --{option}")
+    try:
+        result, names, foreign = learn.learn(opts["profile"], opts["output"], opts.get("argv"),
+                                             io=(opts.get("stdin", 0), opts.get("stdout", 1), opts.get("stderr", 2)),
+                                             **_request(opts))
+    except SandboxError as e:
+        raise _limit_error(e) from None
+    if "report" in opts:
+        _write_report(result, opts["report"])
+    print(f"sandbox: learned {len(names)} system calls from a run that ended {result.status} "
+          f"({result.message}); allow-list written to {opts['output']}", file=sys.stderr)
+    if foreign:
+        print(f"sandbox: the run also made {len(foreign)} calls of a foreign ABI, which no policy allows: "
+              + ", ".join(f"{c['arch']} {c['name'] or c['number']}" for c in foreign), file=sys.stderr)
+    if result.status != "OK":
+        print("sandbox: the run did not end OK, so the policy may lack what a full run needs", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_profiles(argv):
@@ -166,7 +207,7 @@ def cmd_check(argv):
     return 0
 
 
-COMMANDS = {"run": cmd_run, "profiles": cmd_profiles, "check": cmd_check}
+COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check}
 
 
 def main(argv=None):
@@ -181,7 +222,7 @@ def main(argv=None):
             return 0
         command = COMMANDS.get(argv[0])
         if command is None:
-            raise UsageError(f"unknown command {argv[0]!r}", "sandbox", "commands: run, profiles, check (see sandbox --help)")
+            raise UsageError(f"unknown command {argv[0]!r}", "sandbox", "commands: run, learn, profiles, check (see sandbox --help)")
         return command(argv[1:])
     except SandboxError as e:
         print(f"sandbox: error: {e}", file=sys.stderr)

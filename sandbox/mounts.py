@@ -69,12 +69,17 @@ def resolve_binds(profile, extra=(), script=None):
 
 
 def _source_ok(b, where, error):
-    if os.path.exists(b["src"]):
+    try:
+        os.stat(b["src"])
         return True
-    if b.get("optional"):
-        return False
-    raise error(f"bind source {b['src']} does not exist on this host", where,
-                "create it, fix the path, or mark the bind optional: true")
+    except PermissionError:
+        raise error(f"bind source {b['src']} is not accessible to you (permission denied on the way to it)", where,
+                    "bind a path you can read, or fix the permissions of its directories") from None
+    except OSError:
+        if b.get("optional"):
+            return False
+        raise error(f"bind source {b['src']} does not exist on this host", where,
+                    "create it, fix the path, or mark the bind optional: true") from None
 
 
 def steps(profile, binds):

@@ -8,7 +8,7 @@ to `fork` run in the sandbox's init (pid 1), the rest in the program process.
 import os
 
 from . import limits as limits_mod
-from . import mounts, namespaces, privileges, userns
+from . import mounts, namespaces, privileges, seccomp, userns
 from .errors import EXIT_NOT_FOUND, ProfileError, UsageError
 from .step import Step, op
 
@@ -16,18 +16,20 @@ from .step import Step, op
 class Request:
     """What the caller asks for beyond the profile.  Either `argv` (run this
     program) or `script` (a host file, run the way the profile says)."""
-    __slots__ = ("argv", "script", "args", "limits", "binds", "env", "cwd")
+    __slots__ = ("argv", "script", "args", "limits", "binds", "env", "cwd", "seccomp")
 
-    def __init__(self, argv=None, script=None, args=(), limits=None, binds=(), env=None, cwd=None):
+    def __init__(self, argv=None, script=None, args=(), limits=None, binds=(), env=None, cwd=None, seccomp=False):
         self.argv, self.script, self.args = argv, script, list(args)
         self.limits, self.binds, self.env, self.cwd = limits or {}, list(binds), env or {}, cwd
+        self.seccomp = seccomp      # False: the profile's; None: no filter; else a canonical policy
 
 
 class Plan:
-    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits")
+    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits", "seccomp")
 
-    def __init__(self, profile, steps, argv, env, cwd, limits):
+    def __init__(self, profile, steps, argv, env, cwd, limits, seccomp):
         self.profile, self.steps, self.argv, self.env, self.cwd, self.limits = profile, steps, argv, env, cwd, limits
+        self.seccomp = seccomp
 
     def ops(self):
         """(op, step) pairs in execution order; the launcher reports failures by op index."""
@@ -92,18 +94,21 @@ def _program(profile, request, env):
     return interpreter + [inside] + request.args, (script, inside)
 
 
-def _fork_step():
-    return Step("fork", "init forks the program (pid 2) and stays pid 1: it reaps, samples the whole tree every "
-                        f"{limits_mod.SAMPLE_MS} ms, and its exit ends every process of the sandbox",
-                {"sample_interval": f"{limits_mod.SAMPLE_MS} ms"},
-                [op("sample", limits_mod.SAMPLE_MS), op("fork")])
+def _fork_step(cwd, init_ops):
+    return Step("fork", "init enters the working directory and forks the program (pid 2), then stays pid 1: it "
+                        f"reaps, samples the whole tree every {limits_mod.SAMPLE_MS} ms, answers seccomp "
+                        "notifications, and its exit ends every process of the sandbox",
+                {"cwd": cwd, "sample_interval": f"{limits_mod.SAMPLE_MS} ms"},
+                [op("chdir", cwd), op("sample", limits_mod.SAMPLE_MS), *init_ops, op("fork")],
+                {"ENOENT": "the working directory does not exist inside the sandbox: use a tmpfs path (/box, /tmp) "
+                           "or a bound directory"})
 
 
-def _exec_step(argv, env, cwd):
+def _exec_step(argv, env):
     envlist = [f"{k}={v}" for k, v in env.items()]
-    return Step("exec", "chdir, then execve with the profile's clean environment (PATH searched inside)",
-                {"argv": argv, "cwd": cwd, "env": envlist},
-                [op("exec", cwd, len(argv), *argv, *envlist)],
+    return Step("exec", "execve with the profile's clean environment (PATH searched inside)",
+                {"argv": argv, "env": envlist},
+                [op("exec", len(argv), *argv, *envlist)],
                 {"ENOENT": "the program does not exist inside the sandbox: bind its directory, or use a path "
                            "that is inside the profile's rootfs binds",
                  "EACCES": "the program is not executable (or lives on a noexec mount): chmod +x it",
@@ -121,13 +126,16 @@ def build(profile, request):
     argv, script = _program(profile, request, env)
     cwd = request.cwd or profile.get("cwd", "/")
     binds = mounts.resolve_binds(profile, request.binds, script)
+    policy = profile.get("seccomp") if request.seccomp is False else request.seccomp
+    notify_ops, seccomp_step = seccomp.steps(policy)
     steps = (
         [userns.step(profile, os.getpid())]
         + mounts.steps(profile, binds)          # mount_namespace ... pivot_root
         + [namespaces.step(profile),            # uts_ipc_net
-           _fork_step(),
+           _fork_step(cwd, notify_ops),
            limits_mod.step(effective)]
         + privileges.steps()                    # drop_privileges, setsid, close_fds, die_with_parent
-        + [_exec_step(argv, env, cwd)]
+        + [seccomp_step,                        # last before exec, after no_new_privs
+           _exec_step(argv, env)]
     )
-    return Plan(profile, steps, argv, env, cwd, effective)
+    return Plan(profile, steps, argv, env, cwd, effective, policy)

@@ -17,7 +17,7 @@ import os
 from .errors import ProfileError
 from .units import parse_duration, parse_size
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUILTIN_DIRS = (
     os.path.join(os.path.dirname(__file__), "profiles"),                  # installed copy
     os.path.join(os.path.dirname(os.path.dirname(__file__)), "profiles"),  # source checkout
@@ -213,6 +213,14 @@ def _env_name(k, where):
     return k
 
 
+def _seccomp_ref(v, where):
+    """none, a built-in policy name, or a path (relative to the profile file)."""
+    if isinstance(v, dict):
+        _unknown(v, ("policy",), where)
+        v = v.get("policy")
+    return _str(v, where)
+
+
 SCHEMA = {
     "description": _str,
     "extends": _str,
@@ -228,6 +236,7 @@ SCHEMA = {
     "limits": {"cpu_time": _duration, "wall_time": _duration, "memory": _size, "address_space": _size,
                "processes": _count, "file_size": _size, "open_files": _count, "stack": _size, "output": _size},
     "script": {"interpreter": _list_of(_str), "dir": _mount_dst},
+    "seccomp": _seccomp_ref,
 }
 
 
@@ -357,7 +366,20 @@ def _resolve(ref, where):
         data = _merge(data, layer)
         origins.update(layer_origins)
     data.pop("extends", None)
+    data["seccomp"] = resolve_seccomp(data.get("seccomp", "none"), origins.get("seccomp"), files)
     return _drop_nulls(data), origins, files, chain
+
+
+def resolve_seccomp(ref, set_by, files):
+    """A seccomp reference -> its canonical policy (None for none); the policy
+    files join `files`, so editing one invalidates the cached profile."""
+    if ref == "none":
+        return None
+    from . import seccomp
+    where = f"{os.path.basename(set_by)}: seccomp" if set_by else "--seccomp"
+    policy, policy_files = seccomp.resolve(ref, os.path.dirname(set_by) if set_by else os.getcwd(), where)
+    files.extend(policy_files)
+    return policy
 
 
 def _cache_file(path):

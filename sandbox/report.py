@@ -19,7 +19,8 @@ SIGKILL, SIGXCPU, SIGXFSZ, SIGSYS = 9, 24, 25, 31
 FIELDS = ("status", "message", "exit_code", "signal", "signal_name", "limit_hit", "killed_by_sandbox",
           "cpu_time_s", "user_time_s", "sys_time_s", "wall_time_s", "memory_peak_bytes", "max_rss_bytes",
           "processes_peak", "stdout_bytes", "stderr_bytes", "output_truncated", "context_switches",
-          "setup_time_s", "limits", "degraded", "root", "profile", "argv", "sandbox_version")
+          "setup_time_s", "limits", "seccomp", "syscall", "seccomp_logged", "degraded", "root", "profile", "argv",
+          "sandbox_version")
 
 
 class Result:
@@ -56,6 +57,18 @@ def setup_failure(plan, op_index, err, text):
     return what, fix, code
 
 
+ARCH_NAMES = {0xC000003E: "x86_64", 0x40000003: "i386"}
+
+
+def _syscall(nr, arch_id):
+    """{"name", "number", "arch"} for a call the kernel reported."""
+    from .seccomp import syscall_name
+    arch = ARCH_NAMES.get(arch_id, hex(arch_id))
+    if arch == "x86_64" and nr & 0x40000000:
+        arch = "x32"
+    return {"name": syscall_name(nr, arch), "number": nr, "arch": arch}
+
+
 def build(plan, o, stdout=None, stderr=None, degraded=()):
     limits = plan.limits
     ru = o.rusage or (0, 0, 0, 0, 0)
@@ -89,7 +102,11 @@ def build(plan, o, stdout=None, stderr=None, degraded=()):
         stdout_bytes=o.out_bytes, stderr_bytes=o.err_bytes, output_truncated=o.truncated,
         context_switches={"voluntary": ru[3], "involuntary": ru[4]},
         setup_time_s=round((o.t_exec or o.t_end) - o.t_spawn, 6),
-        limits=limits_mod.report(limits), degraded=degraded,
+        limits=limits_mod.report(limits),
+        seccomp=plan.seccomp["name"] if plan.seccomp else "none",
+        syscall=dict(_syscall(o.violation[0], o.violation[1]), args=o.violation[2]) if o.violation else None,
+        seccomp_logged=[_syscall(nr, arch) for nr, arch in o.logged],
+        degraded=degraded,
         root="chroot" if "chroot" in o.degraded else "pivot_root",
         profile=plan.profile.name, argv=plan.argv, sandbox_version=__version__,
         stdout=stdout, stderr=stderr)
@@ -104,7 +121,7 @@ def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal):
         return "XX", None, f"{what}\n  fix: {fix}", code
     if o.killed == "setup_timeout":
         return "XX", None, f"the sandbox did not start within {int(o.t_end - o.t_spawn)} s", EXIT_SANDBOX
-    if o.wstatus is None and o.killed is None:
+    if o.wstatus is None and o.killed is None and o.violation is None:
         return "XX", None, "the sandbox's init died before the program ended (killed from outside?)", EXIT_SANDBOX
     cpu_limit, wall_limit, mem_limit = limits["cpu_time"], limits["wall_time"], limits["memory"]
     if o.killed == "cpu_time" or signal == SIGXCPU or (cpu_limit is not None and cpu > cpu_limit):
@@ -123,6 +140,12 @@ def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal):
     if signal == SIGXFSZ:
         return "OLE", "file_size", (f"file size limit exceeded: a write went past "
                                     f"{format_size(limits['file_size'])} (SIGXFSZ)"), None
+    if o.violation is not None:
+        call = _syscall(o.violation[0], o.violation[1])
+        name = call["name"] or "an unknown system call"
+        where = "" if call["arch"] == "x86_64" else f" through the {call['arch']} ABI"
+        return "SYS", None, (f"killed by the seccomp policy {plan.seccomp['name']}: {name} "
+                             f"(number {call['number']}{where}) is not allowed"), None
     if signal == SIGSYS:
         return "SYS", None, "killed by a disallowed system call (SIGSYS)", None
     if signal is not None:

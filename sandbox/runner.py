@@ -51,17 +51,23 @@ def _sink(target, where, closing):
     return Sink(fd=fd)
 
 
-def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), env=None, cwd=None):
+def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), env=None, cwd=None,
+            seccomp=None, seccomp_policy=False):
     """Load the profile and build the plan, checking everything that can be
-    checked before anything runs.  Raises SandboxError subclasses."""
+    checked before anything runs.  `seccomp` (a policy name, path or "none")
+    replaces the profile's policy; `seccomp_policy`, an already resolved one.
+    Raises SandboxError subclasses."""
     if not isinstance(profile, profile_mod.Profile):
         profile = profile_mod.load(profile)
+    policy = seccomp_policy
+    if seccomp is not None:
+        policy = profile_mod.resolve_seccomp(seccomp, None, [])
     parsed_binds = [profile_mod.parse_bind(b, "--bind", base=os.getcwd()) for b in binds]
     if cwd is not None:
         cwd = profile_mod._abs_path(cwd, "--cwd")
     request = plan_mod.Request(argv=list(argv) if argv else None, script=script, args=args,
                                limits=_limit_overrides(limits, "limits"), binds=parsed_binds,
-                               env=dict(env or {}), cwd=cwd)
+                               env=dict(env or {}), cwd=cwd, seccomp=policy)
     return plan_mod.build(profile, request)
 
 
@@ -89,11 +95,12 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None):
 
 
 def run(profile, argv=None, *, script=None, args=(), stdin=None, stdout=None, stderr=None,
-        limits=None, binds=(), env=None, cwd=None):
+        limits=None, binds=(), env=None, cwd=None, seccomp=None):
     """Run `argv` (or `script` with `args`) in a sandbox described by `profile`
     (a built-in name, a path to a YAML file, or a loaded Profile) and return a
     Result.  Limits override the profile's ({"cpu_time": "1s", "memory": "64M"}).
     Raises SandboxError (ProfileError, UsageError) for input that cannot run;
     a step that fails while the sandbox is built gives a Result with status XX."""
-    plan = prepare(profile, argv, script=script, args=args, limits=limits, binds=binds, env=env, cwd=cwd)
+    plan = prepare(profile, argv, script=script, args=args, limits=limits, binds=binds, env=env, cwd=cwd,
+                   seccomp=seccomp)
     return execute(plan, stdin=stdin, stdout=stdout, stderr=stderr)

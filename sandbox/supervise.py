@@ -66,7 +66,7 @@ class Outcome:
     """Raw facts of a run; report.py turns them into a verdict."""
     __slots__ = ("setup_error", "wstatus", "killed", "rusage", "init_self",
                  "cpu_sampled_us", "mem_peak", "procs_peak", "degraded", "t_spawn", "t_exec", "t_end",
-                 "out_bytes", "err_bytes", "truncated", "interrupted")
+                 "out_bytes", "err_bytes", "truncated", "interrupted", "violation", "logged")
 
     def __init__(self):
         self.setup_error = None          # (op index, errno, text)
@@ -82,6 +82,8 @@ class Outcome:
         self.out_bytes = self.err_bytes = 0
         self.truncated = False
         self.interrupted = False
+        self.violation = None            # (nr, arch, args): a call the seccomp policy kills
+        self.logged = []                 # (nr, arch): calls the policy logs, each once
 
 
 class _Run:
@@ -145,6 +147,10 @@ class _Run:
                 o.rusage = tuple(int(p) for p in parts[1:])
             elif tag == b"D" and len(parts) == 2:
                 o.degraded.append(parts[1].decode())
+            elif tag == b"V" and len(parts) == 9:
+                o.violation = (int(parts[1]), int(parts[2]), [int(a) for a in parts[3:]])
+            elif tag == b"Y" and len(parts) == 3:
+                o.logged.append((int(parts[1]), int(parts[2])))
 
     def on_output(self, sink, is_out, data):
         o = self.o

@@ -5,7 +5,7 @@ from conftest import no_traceback, write
 
 STEP_ORDER = ["user_namespace", "mount_namespace", "root_tmpfs", "binds", "tmpfs", "inner_binds", "proc", "dev",
               "pivot_root", "uts_ipc_net", "fork", "rlimits", "drop_privileges", "setsid", "close_fds",
-              "die_with_parent", "exec"]
+              "die_with_parent", "seccomp", "exec"]
 
 
 def test_hello_script_prints_and_exits_zero(sbx):

@@ -283,3 +283,11 @@ def test_bad_policy_reference_in_a_profile(sbx):
     r = sbx("run", "--profile", profile, "--", "true")
     assert r.returncode == 125
     assert b"p.yaml: seccomp" in r.stderr and b"did you mean 'judge-strict'?" in r.stderr
+
+
+def test_log_action_lets_the_call_through_and_lists_it(sbx):
+    policy = sbx.script("logpol.yaml", "extends: default\nrules: [{syscall: getpriority, action: log}]\n")
+    r, rep = py(sbx, "print(call(140, 0, 0) >= 0); print(call(140, 0, 0) >= 0)", "--seccomp", policy)
+    assert rep["status"] == "OK", rep
+    assert r.stdout.decode().splitlines()[1:] == ["True", "True"]
+    assert rep["seccomp_logged"] == [{"name": "getpriority", "number": 140, "arch": "x86_64"}]   # once

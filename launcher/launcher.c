@@ -98,6 +98,8 @@ static int nours;
 static int sample_ms = 10;
 static volatile pid_t init_pid;      /* in the launcher: the child to kill on SIGTERM */
 static int notify_sock[2] = {-1, -1}; /* init <-> program: the seccomp listener travels here */
+static int cgroup_fd = -1;           /* the run's cgroup, init is born in it */
+static char cgroup_dir[PATH_MAX];
 static int log_all;                  /* notifications mean "log and continue" for every call (learn mode) */
 static unsigned char log_nr[1024];   /* ... or for these x86_64 numbers; any other notification is a kill */
 
@@ -738,6 +740,36 @@ static void load_plan(void) {
     if (ntok < 1 || strcmp(tok[0], "SBX1") != 0) fail(EINVAL, "plan has a wrong header (launcher and package versions differ?)");
 }
 
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+struct clone3_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+/* clone init into its namespaces, and into the run's cgroup if there is one:
+ * clone3(CLONE_INTO_CGROUP) places it there before it runs an instruction;
+ * on kernels without it (< 5.7) we move ourselves into the cgroup first, so
+ * init is born there all the same. */
+static pid_t clone_into(unsigned long flags) {
+    if (cgroup_fd >= 0) {
+        struct clone3_args args;
+        memset(&args, 0, sizeof args);
+        args.flags = flags | CLONE_INTO_CGROUP;
+        args.exit_signal = SIGCHLD;
+        args.cgroup = (uint64_t)cgroup_fd;
+        pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+        if (pid >= 0 || (errno != ENOSYS && errno != E2BIG)) return pid;
+        char procs[PATH_MAX];
+        join(procs, cgroup_dir, "cgroup.procs");
+        write_file(procs, "0");
+    }
+    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
 static void clone_init(char **a) {
     unsigned long flags = (unsigned long)num(a[0]);
     int alive[2];
@@ -747,8 +779,8 @@ static void clone_init(char **a) {
     sigaddset(&term, SIGTERM);
     sigaddset(&term, SIGALRM);
     sigprocmask(SIG_BLOCK, &term, &old);
-    pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
-    if (pid < 0) fail(errno, "clone");
+    pid_t pid = clone_into(flags);
+    if (pid < 0) fail(errno, cgroup_fd >= 0 ? "clone into the run's cgroup" : "clone");
     if (pid == 0) {
         /* init: die with the launcher; if it is already gone, stop here */
         close(alive[1]);
@@ -814,7 +846,13 @@ int main(void) {
             if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "prctl(PR_SET_PDEATHSIG)");
             if (getppid() != (pid_t)num(a[0])) _exit(125);
         } else if (!strcmp(name, "sample")) sample_ms = (int)num(a[0]);
+        else if (!strcmp(name, "cgroup")) {
+            snprintf(cgroup_dir, sizeof cgroup_dir, "%s", a[0]);
+            cgroup_fd = open(a[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (cgroup_fd < 0) fail(errno, "open the run's cgroup %s", a[0]);
+        }
         else if (!strcmp(name, "clone")) clone_init(a);
+        else if (!strcmp(name, "oomadj")) write_file("/proc/self/oom_score_adj", a[0]);
         else if (!strcmp(name, "idmap")) op_idmap(a);
         else if (!strcmp(name, "sysctl")) write_file(a[0], a[1]);
         else if (!strcmp(name, "unshare")) { if (unshare((int)num(a[0])) < 0) fail(errno, "unshare(0x%llx)", num(a[0])); }
@@ -850,6 +888,7 @@ int main(void) {
                 supervise(prog, &chld, t_fork);
             }
             close(STATUS_FD);
+            prctl(PR_SET_DUMPABLE, 1);   /* init's non-dumpable flag is init's: our /proc/self stays ours */
             /* The program starts with default signal handling (SIG_IGN would
              * survive exec) and nothing blocked; done here, before any filter. */
             for (int sig = 1; sig < NSIG; sig++) if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);

@@ -37,6 +37,7 @@ run options:
   --env K=V            set a variable (K alone copies ours); the environment is clean otherwise
   --cwd DIR            working directory inside
   --seccomp POLICY     seccomp policy instead of the profile's: a built-in name, a path, or none
+  --require-cgroup     refuse to run without a delegated cgroup v2 (instead of rlimits + sampling)
   --quiet              do not print the verdict line on stderr
 
 DUR: 1.5, 1.5s, 500ms, 2m.  SIZE: 65536, 64K, 64M, 64MiB, 1G.
@@ -50,7 +51,7 @@ LIMIT_OPTIONS = {"--time": "cpu_time", "--cpu-time": "cpu_time", "--wall-time": 
                  "--address-space": "address_space"}
 VALUE_OPTIONS = ({"--profile", "--report", "--stdin", "--stdout", "--stderr", "--bind", "--env", "--cwd", "--seccomp",
                   "--output"} | set(LIMIT_OPTIONS))
-FLAG_OPTIONS = {"--explain", "--quiet"}
+FLAG_OPTIONS = {"--explain", "--quiet", "--require-cgroup"}
 QUIET_STATUSES = ("OK", "RE")
 
 
@@ -69,7 +70,7 @@ def _parse_run(argv):
         if name in FLAG_OPTIONS:
             if eq:
                 raise UsageError(f"{name} takes no value", name, f"write {name} alone")
-            opts[name[2:]] = True
+            opts[name[2:].replace("-", "_")] = True
             i += 1
             continue
         if name not in VALUE_OPTIONS:
@@ -124,7 +125,8 @@ def cmd_run(argv):
     if "output" in opts:
         raise UsageError("--output belongs to sandbox learn", "--output", "use --stdout FILE for the program's output")
     try:
-        plan = runner.prepare(opts["profile"], opts.get("argv"), seccomp=opts.get("seccomp"), **_request(opts))
+        plan = runner.prepare(opts["profile"], opts.get("argv"), seccomp=opts.get("seccomp"),
+                              require_cgroup=opts.get("require_cgroup", False), **_request(opts))
     except SandboxError as e:
         raise _limit_error(e) from None
     if opts.get("explain"):

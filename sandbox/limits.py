@@ -1,11 +1,18 @@
 """Limits: what the profile and the command line ask for, and how each is
 enforced without cgroups.
 
-Two mechanisms work together.  The sandbox's init samples every process of the
-sandbox every 10 ms (CPU of the whole tree, memory of the whole tree) and the
-runner kills the sandbox the moment a sample is over a limit; rlimits set on
-the program are backstops that hold even if sampling lags, and the only
-enforcement for the per-process limits (file size, open files, stack).
+Without cgroups two mechanisms work together.  The sandbox's init samples
+every process of the sandbox every 10 ms (CPU of the whole tree, memory of the
+whole tree) and the runner kills the sandbox the moment a sample is over a
+limit; rlimits set on the program are backstops that hold even if sampling
+lags, and the only enforcement for the per-process limits (file size, open
+files, stack).
+
+With a delegated cgroup (cgroup.py) the kernel enforces memory (memory.max,
+no swap), processes (pids.max) and CPU rate (cpu.max), and CPU time is read
+from the cgroup's cpu.stat, which counts every process that ever ran in it.
+No RLIMIT_AS backstop then: it breaks runtimes that reserve address space
+(the JVM, Go) and the cgroup already holds the line.
 """
 import math
 
@@ -17,6 +24,14 @@ SAMPLE_MS = 10
 AS_HEADROOM = 1 << 30   # default address-space backstop above the memory limit
 
 # How each limit is enforced, for the report's "limits" section.
+CGROUP_MECHANISMS = {
+    "cpu_time": "cgroup: cpu.stat usage_usec of the run's cgroup, every process ever in it, sampled every 10 ms; "
+                "RLIMIT_CPU per process as a backstop",
+    "memory": "cgroup: memory.max of the run's cgroup (page cache and tmpfs included), memory.swap.max 0; "
+              "the kernel's OOM killer acts at the limit",
+    "processes": "cgroup: pids.max of the run's cgroup (threads count); RLIMIT_NPROC in the sandbox's user namespace",
+    "cpus": "cgroup: cpu.max (CPU time per second)",
+}
 MECHANISMS = {
     "cpu_time": "monitor: CPU of the whole process tree, sampled every 10 ms; RLIMIT_CPU per process as a backstop",
     "wall_time": "runner: monotonic clock from exec",
@@ -27,16 +42,18 @@ MECHANISMS = {
     "open_files": "RLIMIT_NOFILE per process",
     "stack": "RLIMIT_STACK per process",
     "output": "runner: bytes read from the program's stdout and stderr pipes",
+    "cpus": "needs a cgroup (cpu.max); not enforced without one",
 }
 
 
-def effective(profile, overrides=None):
+def effective(profile, overrides=None, cgroup=False):
     """The limits of a run: the profile's, overridden by the caller's."""
     limits = {k: None for k in MECHANISMS}
     limits.update(profile.get("limits", {}))
     for key, value in (overrides or {}).items():
         limits[key] = value
-    if limits["address_space"] is None and limits["memory"] is not None and "address_space" not in profile.get("limits", {}):
+    explicit = "address_space" in profile.get("limits", {}) or "address_space" in (overrides or {})
+    if not cgroup and not explicit and limits["memory"] is not None:
         limits["address_space"] = limits["memory"] + AS_HEADROOM
     return limits
 
@@ -60,8 +77,11 @@ def step(limits):
         # +1: the sandbox's init runs as the same user in the same namespace.
         ops.append(op("rlimit", RLIMIT_NPROC, limits["processes"] + 1, limits["processes"] + 1))
     ops.append(op("rlimit", RLIMIT_CORE, 0, 0))
+    # If memory runs out, the program is the one to go, never the sandbox's init.
+    ops.append(op("oomadj", 1000))
     return Step("rlimits", "per-process resource limits (backstops for the monitored ones)",
-                {k: describe(k, v) for k, v in limits.items()} | {"core": "0 (no core dumps)"},
+                {k: describe(k, v) for k, v in limits.items()} | {"core": "0 (no core dumps)",
+                                                                   "oom_score_adj": "1000 (the program goes first)"},
                 ops,
                 {"EPERM": "a hard limit of the caller is lower than the profile asks: lower the limit "
                           "or raise the caller's hard limit (ulimit -H)",
@@ -71,16 +91,17 @@ def step(limits):
 def describe(key, value):
     if key in ("cpu_time", "wall_time"):
         return format_duration(value)
-    if key in ("processes", "open_files"):
+    if key in ("processes", "open_files", "cpus"):
         return "unlimited" if value is None else str(value)
     return format_size(value)
 
 
-def report(limits):
+def report(limits, cgroup=False):
     """The report's "limits" section: each effective limit and its mechanism."""
     out = {}
     for key, value in limits.items():
+        mechanism = (CGROUP_MECHANISMS.get(key) if cgroup else None) or MECHANISMS[key]
         out[key] = {"value": value, "unit": "s" if key.endswith("_time") else
-                    ("count" if key in ("processes", "open_files") else "bytes"),
-                    "enforced_by": MECHANISMS[key] if value is not None else "not limited"}
+                    ("count" if key in ("processes", "open_files") else "cpus" if key == "cpus" else "bytes"),
+                    "enforced_by": mechanism if value is not None else "not limited"}
     return out

@@ -8,39 +8,45 @@ to `fork` run in the sandbox's init (pid 1), the rest in the program process.
 import os
 
 from . import limits as limits_mod
-from . import mounts, namespaces, privileges, seccomp, userns
-from .errors import EXIT_NOT_FOUND, ProfileError, UsageError
+from . import cgroup as cgroup_mod, mounts, namespaces, privileges, seccomp, userns
+from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError
 from .step import Step, op
 
 
 class Request:
     """What the caller asks for beyond the profile.  Either `argv` (run this
     program) or `script` (a host file, run the way the profile says)."""
-    __slots__ = ("argv", "script", "args", "limits", "binds", "env", "cwd", "seccomp")
+    __slots__ = ("argv", "script", "args", "limits", "binds", "env", "cwd", "seccomp", "require_cgroup")
 
-    def __init__(self, argv=None, script=None, args=(), limits=None, binds=(), env=None, cwd=None, seccomp=False):
+    def __init__(self, argv=None, script=None, args=(), limits=None, binds=(), env=None, cwd=None, seccomp=False,
+                 require_cgroup=False):
         self.argv, self.script, self.args = argv, script, list(args)
         self.limits, self.binds, self.env, self.cwd = limits or {}, list(binds), env or {}, cwd
         self.seccomp = seccomp      # False: the profile's; None: no filter; else a canonical policy
+        self.require_cgroup = require_cgroup
 
 
 class Plan:
-    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits", "seccomp")
+    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits", "seccomp", "cgroup")
 
-    def __init__(self, profile, steps, argv, env, cwd, limits, seccomp):
+    def __init__(self, profile, steps, argv, env, cwd, limits, seccomp, cgroup):
         self.profile, self.steps, self.argv, self.env, self.cwd, self.limits = profile, steps, argv, env, cwd, limits
         self.seccomp = seccomp
+        self.cgroup = cgroup        # a cgroup.Delegation: where each run's cgroup goes, or why none
 
     def ops(self):
         """(op, step) pairs in execution order; the launcher reports failures by op index."""
         return [(o, s) for s in self.steps for o in s.ops]
 
-    def encode(self):
+    def encode(self, cgroup_path=None):
+        """The launcher's input; `cgroup_path` is this run's fresh cgroup."""
         out = [b"SBX1"]
         for o, _ in self.ops():
             out.append(o[0].encode())
             out.append(str(len(o) - 1).encode())
             for a in o[1:]:
+                if a == cgroup_mod.PLACEHOLDER:
+                    a = cgroup_path
                 a = os.fsencode(a)
                 if b"\0" in a:
                     raise UsageError(f"{a!r} contains a NUL byte", f"step {o[0]}", "remove the NUL byte")
@@ -122,14 +128,20 @@ def build(profile, request):
     env = dict(profile.get("env", {}))
     env.update(request.env)
     env = {k: v for k, v in env.items() if v is not None}
-    effective = limits_mod.effective(profile, request.limits)
+    delegation = cgroup_mod.discover(profile.get("cgroup_parent"))
+    if not delegation and (request.require_cgroup or profile.get("require_cgroup")):
+        where = "--require-cgroup" if request.require_cgroup else f"{profile.origin('require_cgroup')}: require_cgroup"
+        raise SetupError(f"a cgroup is required but none can be used: {delegation.reason}", where,
+                         cgroup_mod.HOW_TO_DELEGATE)
+    effective = limits_mod.effective(profile, request.limits, cgroup=bool(delegation))
     argv, script = _program(profile, request, env)
     cwd = request.cwd or profile.get("cwd", "/")
     binds = mounts.resolve_binds(profile, request.binds, script)
     policy = profile.get("seccomp") if request.seccomp is False else request.seccomp
     notify_ops, seccomp_step = seccomp.steps(policy)
     steps = (
-        [userns.step(profile, os.getpid())]
+        [cgroup_mod.step(delegation, effective, profile.get("cpuset")),
+         userns.step(profile, os.getpid())]
         + mounts.steps(profile, binds)          # mount_namespace ... pivot_root
         + [namespaces.step(profile),            # uts_ipc_net
            _fork_step(cwd, notify_ops),
@@ -138,4 +150,4 @@ def build(profile, request):
         + [seccomp_step,                        # last before exec, after no_new_privs
            _exec_step(argv, env)]
     )
-    return Plan(profile, steps, argv, env, cwd, effective, policy)
+    return Plan(profile, steps, argv, env, cwd, effective, policy, delegation)

@@ -22,8 +22,6 @@ BUILTIN_DIRS = (
     os.path.join(os.path.dirname(__file__), "profiles"),                  # installed copy
     os.path.join(os.path.dirname(os.path.dirname(__file__)), "profiles"),  # source checkout
 )
-LIMIT_KEYS = ("cpu_time", "wall_time", "memory", "address_space", "processes",
-              "file_size", "open_files", "stack", "output")
 
 
 class Profile:
@@ -213,6 +211,20 @@ def _env_name(k, where):
     return k
 
 
+def _fraction(v, where):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.01 <= v <= 1024:
+        if isinstance(v, str) and v.strip().lower() == "unlimited":
+            return None
+        try:
+            v = float(v)
+            if 0.01 <= v <= 1024:
+                return v
+        except (TypeError, ValueError):
+            pass
+        _fail(where, f"{v!r} is not a number of CPUs", "write e.g. 1 or 0.5 (CPUs' worth of time per second)")
+    return float(v)
+
+
 def _seccomp_ref(v, where):
     """none, a built-in policy name, or a path (relative to the profile file)."""
     if isinstance(v, dict):
@@ -234,7 +246,11 @@ SCHEMA = {
     "cwd": _abs_path,
     "env": _mapping(_env_name, _env_value),
     "limits": {"cpu_time": _duration, "wall_time": _duration, "memory": _size, "address_space": _size,
-               "processes": _count, "file_size": _size, "open_files": _count, "stack": _size, "output": _size},
+               "processes": _count, "file_size": _size, "open_files": _count, "stack": _size, "output": _size,
+               "cpus": _fraction},
+    "require_cgroup": _bool,
+    "cgroup_parent": _abs_path,
+    "cpuset": _str,
     "script": {"interpreter": _list_of(_str), "dir": _mount_dst},
     "seccomp": _seccomp_ref,
 }

@@ -18,9 +18,9 @@ SIGKILL, SIGXCPU, SIGXFSZ, SIGSYS = 9, 24, 25, 31
 
 FIELDS = ("status", "message", "exit_code", "signal", "signal_name", "limit_hit", "killed_by_sandbox",
           "cpu_time_s", "user_time_s", "sys_time_s", "wall_time_s", "memory_peak_bytes", "max_rss_bytes",
-          "processes_peak", "stdout_bytes", "stderr_bytes", "output_truncated", "context_switches",
-          "setup_time_s", "limits", "seccomp", "syscall", "seccomp_logged", "degraded", "root", "profile", "argv",
-          "sandbox_version")
+          "processes_peak", "oom_kills", "stdout_bytes", "stderr_bytes", "output_truncated", "context_switches",
+          "setup_time_s", "limits", "seccomp", "syscall", "seccomp_logged", "cgroup", "degraded", "root", "profile",
+          "argv", "sandbox_version")
 
 
 class Result:
@@ -69,16 +69,21 @@ def _syscall(nr, arch_id):
     return {"name": syscall_name(nr, arch), "number": nr, "arch": arch}
 
 
-def build(plan, o, stdout=None, stderr=None, degraded=()):
+def build(plan, o, stdout=None, stderr=None, degraded=(), cgroup=None, cgroup_path=None):
+    """`cgroup`: what the run's cgroup measured (cgroup.RunCgroup.final), if it had one."""
     limits = plan.limits
     ru = o.rusage or (0, 0, 0, 0, 0)
-    user = max(0, ru[0] - o.init_self[0]) / 1e6      # init's own work is not the program's
-    sys_ = max(0, ru[1] - o.init_self[1]) / 1e6
+    # CPU: the cgroup's, which counts every process that ever ran in it, else the
+    # rusage of init's tree; either way without init's own work.
+    user_us, sys_us = (cgroup["user_us"], cgroup["system_us"]) if cgroup else (ru[0], ru[1])
+    user = max(0, user_us - o.init_self[0]) / 1e6
+    sys_ = max(0, sys_us - o.init_self[1]) / 1e6
     cpu = user + sys_
     ran = o.t_exec is not None and o.setup_error is None
     wall = (o.t_end - o.t_exec) if ran else 0.0
     max_rss = ru[2] * 1024
-    peak = max(o.mem_peak, max_rss)
+    peak = cgroup["memory_peak"] if cgroup else max(o.mem_peak, max_rss)
+    oom_kills = cgroup["oom_kills"] if cgroup else 0
     exit_code = signal = None
     if o.wstatus is not None:
         if os.WIFEXITED(o.wstatus):
@@ -89,7 +94,8 @@ def build(plan, o, stdout=None, stderr=None, degraded=()):
         signal = SIGKILL     # init was killed before it could report; the program died with it
 
     degraded = list(degraded) + ["pivot_root" if d == "chroot" else d for d in o.degraded]
-    status, limit_hit, message, code = _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal)
+    status, limit_hit, message, code = _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal, oom_kills,
+                                                cgroup["pids_max_hits"] if cgroup else 0)
     if code is None:
         code = exit_code if exit_code is not None else 128 + (signal or 0)
     result = Result(
@@ -98,14 +104,17 @@ def build(plan, o, stdout=None, stderr=None, degraded=()):
         killed_by_sandbox=o.killed is not None and ran,
         cpu_time_s=round(cpu, 6), user_time_s=round(user, 6), sys_time_s=round(sys_, 6),
         wall_time_s=round(wall, 6), memory_peak_bytes=peak, max_rss_bytes=max_rss,
-        processes_peak=o.procs_peak or (1 if ran else 0),
+        processes_peak=(cgroup["pids_peak"] - 1 if cgroup and cgroup["pids_peak"] else o.procs_peak) or (1 if ran else 0),
+        oom_kills=oom_kills,
         stdout_bytes=o.out_bytes, stderr_bytes=o.err_bytes, output_truncated=o.truncated,
         context_switches={"voluntary": ru[3], "involuntary": ru[4]},
         setup_time_s=round((o.t_exec or o.t_end) - o.t_spawn, 6),
-        limits=limits_mod.report(limits),
+        limits=limits_mod.report(limits, cgroup=bool(cgroup)),
         seccomp=plan.seccomp["name"] if plan.seccomp else "none",
         syscall=dict(_syscall(o.violation[0], o.violation[1]), args=o.violation[2]) if o.violation else None,
         seccomp_logged=[_syscall(nr, arch) for nr, arch in o.logged],
+        cgroup={"path": cgroup_path, "memory_peak_source": cgroup["memory_peak_source"]} if cgroup else
+               {"path": None, "unavailable": plan.cgroup.reason},
         degraded=degraded,
         root="chroot" if "chroot" in o.degraded else "pivot_root",
         profile=plan.profile.name, argv=plan.argv, sandbox_version=__version__,
@@ -114,7 +123,7 @@ def build(plan, o, stdout=None, stderr=None, degraded=()):
     return result
 
 
-def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal):
+def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal, oom_kills=0, pids_max_hits=0):
     """(status, limit_hit, message, exit code override) by the documented precedence."""
     if o.setup_error is not None:
         what, fix, code = setup_failure(plan, *o.setup_error)
@@ -130,8 +139,9 @@ def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal):
     if o.killed == "wall_time" or (wall_limit is not None and wall > wall_limit):
         return "TLE", "wall_time", (f"wall time limit exceeded: {wall:.3f} s elapsed ({cpu:.3f} s of CPU), limit "
                                     f"{format_duration(wall_limit)}"), None
-    if o.killed == "memory" or (mem_limit is not None and peak > mem_limit):
-        how = "the monitor killed the sandbox" if o.killed == "memory" else "measured at the end"
+    if o.killed == "memory" or oom_kills or (mem_limit is not None and peak > mem_limit):
+        how = ("the kernel's OOM killer acted in the run's cgroup" if oom_kills else
+               "the monitor killed the sandbox" if o.killed == "memory" else "measured at the end")
         return "MLE", "memory", (f"memory limit exceeded: peak {human_size(peak)}, limit "
                                  f"{format_size(mem_limit)} ({how})"), None
     if o.killed == "output":
@@ -152,7 +162,7 @@ def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal):
         return "SG", None, f"killed by signal {signal} ({SIGNAMES.get(signal, '?')})", None
     if exit_code:
         hint = ""
-        if limits["processes"] is not None and o.procs_peak >= limits["processes"]:
+        if limits["processes"] is not None and (pids_max_hits or o.procs_peak >= limits["processes"]):
             hint = f" (the processes limit {limits['processes']} was reached)"
         return "RE", None, f"exited with status {exit_code}{hint}", None
     return "OK", None, "exited with status 0", None

@@ -1,8 +1,8 @@
 """profile -> plan -> apply -> report, for one run.  This is `sandbox.run`."""
 import os
 
-from . import launch, plan as plan_mod, profile as profile_mod, report
-from .errors import EXIT_NOT_FOUND, UsageError
+from . import cgroup as cgroup_mod, launch, plan as plan_mod, profile as profile_mod, report
+from .errors import EXIT_NOT_FOUND, SetupError, UsageError
 from .supervise import Sink, supervise
 
 
@@ -52,7 +52,7 @@ def _sink(target, where, closing):
 
 
 def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), env=None, cwd=None,
-            seccomp=None, seccomp_policy=False):
+            seccomp=None, seccomp_policy=False, require_cgroup=False):
     """Load the profile and build the plan, checking everything that can be
     checked before anything runs.  `seccomp` (a policy name, path or "none")
     replaces the profile's policy; `seccomp_policy`, an already resolved one.
@@ -67,40 +67,58 @@ def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), 
         cwd = profile_mod._abs_path(cwd, "--cwd")
     request = plan_mod.Request(argv=list(argv) if argv else None, script=script, args=args,
                                limits=_limit_overrides(limits, "limits"), binds=parsed_binds,
-                               env=dict(env or {}), cwd=cwd, seccomp=policy)
+                               env=dict(env or {}), cwd=cwd, seccomp=policy, require_cgroup=require_cgroup)
     return plan_mod.build(profile, request)
 
 
 def execute(plan, *, stdin=None, stdout=None, stderr=None):
     """Run a prepared plan.  stdin: None (empty), bytes, a path or an fd;
     stdout/stderr: None (captured into the Result), a path or an fd (relayed)."""
-    closing = []
+    closing, cg, usage = [], None, None
     try:
         in_fd = _open_in(stdin, closing)
         out_sink = _sink(stdout, "--stdout", closing)
         err_sink = _sink(stderr, "--stderr", closing)
-        launched = launch.spawn(plan.encode(), in_fd)
+        cg = _run_cgroup(plan)
+        launched = launch.spawn(plan.encode(cg.path if cg else None), in_fd)
         if in_fd in closing:          # the launcher has its own copy now
             closing.remove(in_fd)
             os.close(in_fd)
-        outcome = supervise(launched, plan.limits, out_sink, err_sink)
+        outcome = supervise(launched, plan.limits, out_sink, err_sink, cg)
+        usage = cg.final() if cg else None
     finally:
         for fd in closing:
             os.close(fd)
-    degraded = ["root_caller"] if os.getuid() == 0 else []
+        if cg:
+            cg.remove()
+    degraded = (["root_caller"] if os.getuid() == 0 else []) + ([] if plan.cgroup else ["cgroup"])
     return report.build(plan, outcome,
                         stdout=bytes(out_sink.captured) if out_sink.captured is not None else None,
                         stderr=bytes(err_sink.captured) if err_sink.captured is not None else None,
-                        degraded=degraded)
+                        degraded=degraded, cgroup=usage, cgroup_path=cg.path if cg else None)
+
+
+def _run_cgroup(plan):
+    """This run's fresh cgroup, or None without delegation."""
+    if not plan.cgroup:
+        return None
+    cpuset = plan.profile.get("cpuset")
+    error = cgroup_mod.enable(plan.cgroup, cpuset=bool(cpuset))
+    try:
+        if error is None:
+            return cgroup_mod.RunCgroup.create(plan.cgroup.base, plan.limits, cpuset)
+    except OSError as e:
+        error = f"cannot set up a cgroup in {plan.cgroup.base}: {e.strerror}"
+    raise SetupError(error, "cgroup", cgroup_mod.HOW_TO_DELEGATE)
 
 
 def run(profile, argv=None, *, script=None, args=(), stdin=None, stdout=None, stderr=None,
-        limits=None, binds=(), env=None, cwd=None, seccomp=None):
+        limits=None, binds=(), env=None, cwd=None, seccomp=None, require_cgroup=False):
     """Run `argv` (or `script` with `args`) in a sandbox described by `profile`
     (a built-in name, a path to a YAML file, or a loaded Profile) and return a
     Result.  Limits override the profile's ({"cpu_time": "1s", "memory": "64M"}).
     Raises SandboxError (ProfileError, UsageError) for input that cannot run;
     a step that fails while the sandbox is built gives a Result with status XX."""
     plan = prepare(profile, argv, script=script, args=args, limits=limits, binds=binds, env=env, cwd=cwd,
-                   seccomp=seccomp)
+                   seccomp=seccomp, require_cgroup=require_cgroup)
     return execute(plan, stdin=stdin, stdout=stdout, stderr=stderr)

@@ -89,8 +89,9 @@ class Outcome:
 class _Run:
     """State of one supervised run while the loop is going."""
 
-    def __init__(self, launched, limits):
+    def __init__(self, launched, limits, cg=None):
         self.launched = launched
+        self.cg = cg                     # the run's cgroup: CPU from cpu.stat, memory enforced by the kernel
         self.o = Outcome()
         self.o.t_spawn = time.monotonic()
         self.cpu_limit_us = None if limits["cpu_time"] is None else limits["cpu_time"] * 1e6
@@ -133,11 +134,16 @@ class _Run:
             tag = parts[0] if parts else b""
             if tag == b"S" and len(parts) == 6:
                 cpu, mem, procs = int(parts[1]), int(parts[2]), int(parts[3])
-                o.cpu_sampled_us, o.init_self = cpu, (int(parts[4]), int(parts[5]))
+                o.init_self = (int(parts[4]), int(parts[5]))
                 o.mem_peak, o.procs_peak = max(o.mem_peak, mem), max(o.procs_peak, procs)
+                if self.cg is not None:
+                    # the cgroup counts every process that ever ran in it; init is one of them
+                    cpu = self.cg.usage_us() - sum(o.init_self)
+                    self.cg.sample()
+                o.cpu_sampled_us = cpu
                 if self.cpu_limit_us is not None and cpu > self.cpu_limit_us:
                     self.kill("cpu_time")
-                elif self.mem_limit is not None and mem > self.mem_limit:
+                elif self.mem_limit is not None and mem > self.mem_limit and self.cg is None:
                     self.kill("memory")
             elif tag == b"X" and len(parts) == 6:
                 # init's clock readings are CLOCK_MONOTONIC, the same clock as time.monotonic()
@@ -166,8 +172,8 @@ class _Run:
         sink.feed(data)
 
 
-def supervise(launched, limits, out_sink, err_sink):
-    run = _Run(launched, limits)
+def supervise(launched, limits, out_sink, err_sink, cg=None):
+    run = _Run(launched, limits, cg)
     o = run.o
     streams = {launched.out: (out_sink, True), launched.errout: (err_sink, False)}
     open_fds = {launched.err, launched.status, launched.out, launched.errout}

@@ -3,7 +3,8 @@
 Rootless means one id: the caller's uid/gid appear inside as the profile's
 uid/gid (1000 by default), and nothing else is mapped.  The same clone makes
 the pid namespace, so the process that writes the maps is already pid 1 of the
-sandbox and nothing ever runs half-isolated.
+sandbox and nothing ever runs half-isolated, and the cgroup namespace, so the
+sandbox sees its own cgroup as / (no host cgroup paths, nothing above it).
 """
 import os
 
@@ -11,6 +12,7 @@ from .step import Step, op
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWCGROUP = 0x02000000
 
 HINTS = {
     "EPERM": "unprivileged user namespaces are disabled or restricted on this host: "
@@ -38,12 +40,12 @@ def step(profile, runner_pid):
     uid_in, uid_out, gid_in, gid_out = ids(profile)
     return Step(
         "user_namespace",
-        "new user and pid namespaces; the launcher and init die with the runner",
+        "new user, pid and cgroup namespaces; the launcher and init die with the runner",
         {"uid": f"{uid_in} inside = {uid_out} outside", "gid": f"{gid_in} inside = {gid_out} outside",
          "setgroups": "deny", "pid 1": "the sandbox's init",
          "nested user namespaces": "disabled (user.max_user_namespaces = 0 inside)"},
         [op("ppid", runner_pid),
-         op("clone", CLONE_NEWUSER | CLONE_NEWPID),
+         op("clone", CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWCGROUP),
          op("idmap", uid_in, uid_out, gid_in, gid_out),
          # This sysctl is per user namespace: 0 here means nothing inside can
          # create another one (and with it regain capabilities over new

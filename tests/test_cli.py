@@ -3,7 +3,7 @@ import os
 
 from conftest import no_traceback, write
 
-STEP_ORDER = ["user_namespace", "mount_namespace", "root_tmpfs", "binds", "tmpfs", "inner_binds", "proc", "dev",
+STEP_ORDER = ["cgroup", "user_namespace", "mount_namespace", "root_tmpfs", "binds", "tmpfs", "inner_binds", "proc", "dev",
               "pivot_root", "uts_ipc_net", "fork", "rlimits", "drop_privileges", "setsid", "close_fds",
               "die_with_parent", "seccomp", "exec"]
 

@@ -1,0 +1,183 @@
+"""Guest side of the cgroup tests: run as root inside the vmlane guest.
+
+    vm_guest.py SANDBOX USER  ->  one JSON object on stdout: scenario -> facts
+
+Each scenario runs `sandbox run` as USER (unprivileged) in a fresh cgroup
+"scope" delegated to USER the way systemd's Delegate=yes does it (directory
+and cgroup.procs, cgroup.threads, cgroup.subtree_control chowned; the parent
+has the controllers enabled), and records the JSON report plus what the guest
+root can observe from outside (leftover processes, leftover cgroups).  The host
+side (test_cgroup.py) asserts on the facts.
+"""
+import json
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import time
+
+CG = "/sys/fs/cgroup"
+SLICE = f"{CG}/lane.slice"
+SANDBOX, USER = sys.argv[1], sys.argv[2]
+PW = pwd.getpwnam(USER)
+SCRATCH = "/var/tmp/lane"
+_scopes = iter(range(1, 1000))
+
+
+def write(path, value):
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def setup():
+    write(f"{CG}/cgroup.subtree_control", "+memory +pids +cpu +cpuset")
+    os.makedirs(SLICE, exist_ok=True)
+    write(f"{SLICE}/cgroup.subtree_control", "+memory +pids +cpu +cpuset")
+    os.makedirs(SCRATCH, mode=0o755, exist_ok=True)
+    os.chown(SCRATCH, PW.pw_uid, PW.pw_gid)
+
+
+def scope():
+    """A fresh cgroup delegated to USER, as `systemd-run --user --scope -p Delegate=yes` makes."""
+    path = f"{SLICE}/scope-{next(_scopes)}"
+    os.mkdir(path)
+    for name in ("", "/cgroup.procs", "/cgroup.threads", "/cgroup.subtree_control"):
+        os.chown(path + name, PW.pw_uid, PW.pw_gid)
+    return path
+
+
+def as_user(argv, cgroup, **kw):
+    """Start argv as USER with no capabilities, placed in `cgroup` (None: stay in the root cgroup)."""
+    def child():
+        if cgroup:
+            write(f"{cgroup}/cgroup.procs", "0")
+        os.setgroups([])
+        os.setgid(PW.pw_gid)
+        os.setuid(PW.pw_uid)
+    env = {"PATH": "/usr/bin:/bin", "HOME": SCRATCH, "LANG": "C.UTF-8"}
+    return subprocess.Popen(argv, preexec_fn=child, env=env, cwd=SCRATCH, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)
+
+
+def sandbox(args, cgroup, timeout=120):
+    """`sandbox run ARGS` as USER in `cgroup`: (exit status, report or None, stdout, stderr)."""
+    report = f"{SCRATCH}/report-{time.monotonic_ns()}.json"
+    p = as_user([SANDBOX, "run", "--report", report] + args, cgroup)
+    out, err = p.communicate(timeout=timeout)
+    rep = json.loads(read(report)) if os.path.exists(report) else None
+    return {"rc": p.returncode, "report": rep, "stdout": out.decode(errors="replace"),
+            "stderr": err.decode(errors="replace")}
+
+
+def user_processes():
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if os.stat(f"/proc/{p}").st_uid == PW.pw_uid:
+                    out.append(read(f"/proc/{p}/cmdline").replace("\0", " ").strip())
+            except OSError:
+                pass
+    return out
+
+
+def runs_in(cgroup):
+    return sorted(n for n in os.listdir(cgroup) if n.startswith("run-"))
+
+
+# Python under TCG runs some 20 times slower than on the host: allocate with one C-level fill,
+# and give the runs CPU time to spare, so that memory, not time, is what they meet.
+PY = ["--profile", "py311", "--time", "30", "--wall-time", "120"]
+TOUCH_200M = "b = b'x' * (200 << 20)\nprint('survived')"
+
+
+def scenarios():
+    facts = {}
+
+    d = scope()
+    facts["memory_bomb"] = sandbox(PY + ["--memory", "64M", "--", "python3", "-c", TOUCH_200M], d)
+    facts["memory_bomb"]["runs_left"] = runs_in(d)
+
+    d = scope()
+    t = time.monotonic()
+    facts["fork_bomb"] = sandbox(["--profile", "shell", "--processes", "20", "--wall-time", "4", "--", "sh", "-c",
+                                  "b() { b | b & }; b; sleep 2"], d)
+    facts["fork_bomb"]["elapsed"] = time.monotonic() - t
+    # later runs in the same scope start in its supervisor leaf: the scope itself has
+    # controllers enabled for its children now, so it may hold no process
+    facts["after_fork_bomb"] = sandbox(["--profile", "shell", "--", "echo", "responsive"], f"{d}/supervisor")
+
+    d = scope()
+    burner = ("import os, time\n"
+              "if os.fork() == 0:\n"
+              "    if os.fork() == 0:\n"                     # an orphan, reparented to the sandbox's init
+              "        while True: pass\n"
+              "    os._exit(0)\n"
+              "time.sleep(0.6)\n")
+    facts["orphan_burner"] = sandbox(PY + ["--", "python3", "-c", burner], d)
+    facts["orphan_burner"]["user_processes_after"] = user_processes()
+    facts["orphan_burner"]["runs_left"] = runs_in(d)
+
+    d = scope()
+    tmp_profile = f"{SCRATCH}/bigtmp.yaml"
+    write(tmp_profile, "extends: shell\ntmpfs: {/tmp: {size: 512M}}\n")
+    os.chmod(tmp_profile, 0o644)
+    facts["tmpfs_charged"] = sandbox(["--profile", tmp_profile, "--memory", "64M", "--file-size", "unlimited", "--",
+                                      "sh", "-c", "head -c 300000000 /dev/zero > /tmp/big; echo wrote"], d)
+
+    d = scope()
+    facts["first_of_two"] = sandbox(PY + ["--memory", "512M", "--", "python3", "-c", "b = b'x' * (150 << 20)"], d)
+    facts["second_of_two"] = sandbox(PY + ["--memory", "512M", "--", "python3", "-c", "pass"], f"{d}/supervisor")
+
+    d = scope()
+    probe = ("cat /proc/self/cgroup; ls /sys/fs/cgroup 2>&1; "
+             "mount -t cgroup2 none /tmp 2>&1; echo max > /sys/fs/cgroup/memory.max 2>&1; true")
+    facts["cannot_touch_cgroup"] = sandbox(["--profile", "shell", "--seccomp", "none", "--memory", "64M",
+                                            "--", "sh", "-c", probe], d)
+
+    d = scope()
+    facts["cpu_limit"] = sandbox(["--profile", "py311", "--time", "0.5", "--", "python3", "-c", "while True: pass"], d)
+
+    d = scope()
+    rate_profile = f"{SCRATCH}/rate.yaml"
+    write(rate_profile, "extends: py311\ncpuset: '0'\nlimits: {cpus: 0.25, cpu_time: 30s, wall_time: 60s}\n")
+    os.chmod(rate_profile, 0o644)
+    spin = "import os, time\nprint(len(os.sched_getaffinity(0)))\nt = time.time()\nwhile time.time() - t < 3: pass"
+    facts["cpu_rate"] = sandbox(["--profile", rate_profile, "--", "python3", "-c", spin], d)
+
+    # the runner is SIGKILLed: its cgroup stays until the next start in the same subtree removes it
+    d = scope()
+    p = as_user([SANDBOX, "run", "--profile", "shell", "--", "sleep", "60"], d)
+    deadline = time.monotonic() + 60
+    while not runs_in(d) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    time.sleep(0.5)
+    fact = {"runs_after_kill": runs_in(d), "sleep_left": [c for c in user_processes() if c.startswith("sleep 60")]}
+    fact["next"] = sandbox(["--profile", "shell", "--", "true"], f"{d}/supervisor")
+    fact["runs_after_next_start"] = runs_in(d)
+    facts["runner_killed"] = fact
+
+    # no delegation: the root cgroup is not the user's
+    facts["no_delegation"] = sandbox(["--profile", "shell", "--require-cgroup", "--", "true"], None)
+    facts["no_delegation_degraded"] = sandbox(["--profile", "shell", "--", "true"], None)
+    return facts
+
+
+def main():
+    setup()
+    facts = scenarios()
+    facts["kernel"] = os.uname().release
+    print(json.dumps(facts))
+
+
+if __name__ == "__main__":
+    main()

@@ -155,7 +155,10 @@ class RunCgroup:
         os.mkdir(cg.path)
         settings = []
         if limits["memory"] is not None:
-            settings += [("memory.max", str(limits["memory"])), ("memory.swap.max", "0")]
+            # oom.group: an OOM kills the whole sandbox at once, its init included, rather than
+            # whichever processes the killer picks one after another (a verdict that depends on
+            # luck); CPU stays exact, it comes from cpu.stat.
+            settings += [("memory.max", str(limits["memory"])), ("memory.swap.max", "0"), ("memory.oom.group", "1")]
         if limits["processes"] is not None:
             settings.append(("pids.max", str(limits["processes"] + 1)))         # + the sandbox's init
         if limits.get("cpus") is not None:
@@ -233,6 +236,7 @@ def step(d, limits, cpuset):
     params = {"parent": d.base, "run cgroup": "run-<pid>-<n>, fresh for every run, removed after it",
               "memory.max": limits["memory"] if limits["memory"] is not None else "max",
               "memory.swap.max": 0 if limits["memory"] is not None else "max",
+              "memory.oom.group": "1: an OOM kills the whole sandbox" if limits["memory"] is not None else 0,
               "pids.max": limits["processes"] + 1 if limits["processes"] is not None else "max",
               "cpu.max": f"{int(limits['cpus'] * 100000)} 100000" if limits.get("cpus") else "max"}
     if cpuset:

@@ -90,8 +90,8 @@ def build(plan, o, stdout=None, stderr=None, degraded=(), cgroup=None, cgroup_pa
             exit_code = os.WEXITSTATUS(o.wstatus)
         elif os.WIFSIGNALED(o.wstatus):
             signal = os.WTERMSIG(o.wstatus)
-    elif o.killed is not None and ran:
-        signal = SIGKILL     # init was killed before it could report; the program died with it
+    elif (o.killed is not None or oom_kills) and ran:
+        signal = SIGKILL     # init was killed (by us, or with the whole cgroup by the OOM killer)
 
     degraded = list(degraded) + ["pivot_root" if d == "chroot" else d for d in o.degraded]
     status, limit_hit, message, code = _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal, oom_kills,
@@ -130,7 +130,7 @@ def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal, oom_kills
         return "XX", None, f"{what}\n  fix: {fix}", code
     if o.killed == "setup_timeout":
         return "XX", None, f"the sandbox did not start within {int(o.t_end - o.t_spawn)} s", EXIT_SANDBOX
-    if o.wstatus is None and o.killed is None and o.violation is None:
+    if o.wstatus is None and o.killed is None and o.violation is None and not oom_kills:
         return "XX", None, "the sandbox's init died before the program ended (killed from outside?)", EXIT_SANDBOX
     cpu_limit, wall_limit, mem_limit = limits["cpu_time"], limits["wall_time"], limits["memory"]
     if o.killed == "cpu_time" or signal == SIGXCPU or (cpu_limit is not None and cpu > cpu_limit):

@@ -69,6 +69,8 @@ def test_each_status_alone():
     assert verdict(outcome(killed="wall_time", wstatus=9), wall=3.01) == ("TLE", "wall_time")
     assert verdict(outcome(wstatus=None, killed="setup_timeout"))[0] == "XX"
     assert verdict(outcome(wstatus=None))[0] == "XX"                           # init vanished
+    o = outcome(wstatus=None)                                                  # ... with the cgroup's OOM group kill
+    assert report._verdict(None, o, LIMITS, True, 0.1, 0.5, 100, None, 9, oom_kills=1)[:2] == ("MLE", "memory")
 
 
 def test_precedence_when_several_apply():

@@ -15,12 +15,16 @@ Rows:
   before its first line runs).
 """
 import argparse
+import io
 import json
 import os
 import pwd
 import shutil
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 
 BWRAP_JUDGE = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
@@ -31,10 +35,57 @@ BWRAP_JUDGE = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr
 NO_BPF_CACHE = {"SANDBOX_NO_BPF_CACHE": "1"}
 
 
-def commands(sandbox, python):
+def busybox_image(sandbox, prefix, env, uid, gid):
+    """A one-layer busybox image in a temporary store, imported as the bench user.
+    Returns (store, profile for the kernel backend, profile for fuse or None)."""
+    tmp = tempfile.mkdtemp(prefix="sandbox-bench-")
+    os.chmod(tmp, 0o755)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar, open("/bin/busybox", "rb") as bb:
+        data = bb.read()
+        for d in ("bin", "tmp", "box", "proc", "dev", "etc"):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
+        info = tarfile.TarInfo("bin/busybox")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+        for applet in ("true", "sh"):
+            info = tarfile.TarInfo(f"bin/{applet}")
+            info.type, info.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(info)
+    with open(f"{tmp}/bb.tar", "wb") as f:
+        f.write(buf.getvalue())
+    profiles = []
+    for backend in ("kernel", "fuse"):
+        with open(f"{tmp}/{backend}.yaml", "w") as f:
+            json.dump({"extends": "native", "rootfs": {"image": "bench-bb", "binds": [], "overlay": backend},
+                       "env": {"PATH": "/bin"}}, f)
+        profiles.append(f"{tmp}/{backend}.yaml")
+    for path in os.listdir(tmp):
+        os.chmod(f"{tmp}/{path}", 0o644)
+    if prefix:
+        os.chown(tmp, uid, gid)
+    store_env = dict(env, SANDBOX_STORE=f"{tmp}/store")
+    subprocess.run(prefix + [sandbox, "image", "import", "bench-bb", f"{tmp}/bb.tar"], env=store_env, check=True,
+                   capture_output=True)
+    fuse_ok = subprocess.run(prefix + ["sh", "-c", "test -r /dev/fuse && test -w /dev/fuse"], env=env).returncode == 0
+    return tmp, f"{tmp}/store", profiles[0], profiles[1] if fuse_ok and shutil.which("fuse-overlayfs") else None
+
+
+def commands(sandbox, python, image=None):
     """(name, argv, extra environment)"""
     sbx = [sandbox, "run", "--profile", "native", "--"]
-    return [
+    extra = []
+    if image:
+        _, store, kernel, fuse = image
+        extra.append(("root: host binds", sbx + ["/bin/true"], {}))
+        extra.append(("root: image, kernel overlayfs", [sandbox, "run", "--profile", kernel, "--", "/bin/true"],
+                      {"SANDBOX_STORE": store}))
+        if fuse:
+            extra.append(("root: image, fuse-overlayfs", [sandbox, "run", "--profile", fuse, "--", "/bin/true"],
+                          {"SANDBOX_STORE": store}))
+    return extra + [
         ("true: direct", ["/bin/true"], {}),
         ("true: bwrap", BWRAP_JUDGE + ["/bin/true"], {}),
         ("true: sandbox run", sbx + ["/bin/true"], {}),
@@ -69,8 +120,10 @@ def main():
     if not shutil.which("bwrap"):
         sys.exit("bench: bubblewrap is needed for the comparison (apt install bubblewrap)")
     python = os.path.join(os.path.dirname(os.path.realpath(args.sandbox)), "python3")
+    uid, gid = (pw.pw_uid, pw.pw_gid) if prefix else (os.getuid(), os.getgid())
+    image = busybox_image(args.sandbox, prefix, env, uid, gid)
     cmds = [(name, prefix + [shutil.which(argv[0]) or argv[0]] + argv[1:], dict(env, **extra))
-            for name, argv, extra in commands(args.sandbox, python)]
+            for name, argv, extra in commands(args.sandbox, python, image)]
     times = {name: [] for name, _, _ in cmds}
     devnull = os.open(os.devnull, os.O_RDWR)
     actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
@@ -96,6 +149,11 @@ def main():
     base = med["seccomp: none"]
     for name in ("seccomp: none", "seccomp: default, BPF cached", "seccomp: default, compiled every run"):
         print(f"  {name[9:]:<28}{med[name]:8.2f} ms  {med[name] - base:+7.2f} ms")
+    print("\nroot filesystem (sandbox run /bin/true):")
+    base = med["root: host binds"]
+    for name in [n for n in med if n.startswith("root: ")]:
+        print(f"  {name[6:]:<28}{med[name]:8.2f} ms  {med[name] - base:+7.2f} ms")
+    shutil.rmtree(image[0], ignore_errors=True)
     floor = med["floor: sandbox's python -c pass"]
     print("\nthe interpreter alone (any Python CLI pays this before its first line):")
     print(f"  /usr/bin/python3 -I -S -c pass  {med['floor: /usr/bin/python3 -I -S -c pass']:7.2f} ms "

@@ -99,6 +99,9 @@ static int sample_ms = 10;
 static volatile pid_t init_pid;      /* in the launcher: the child to kill on SIGTERM */
 static int notify_sock[2] = {-1, -1}; /* init <-> program: the seccomp listener travels here */
 static int cgroup_fd = -1;           /* the run's cgroup, init is born in it */
+static int helper_sock[2] = {-1, -1}; /* init asks the launcher for a FUSE daemon here */
+static pid_t fuse_pid;               /* in the launcher: that daemon */
+static char fuse_bin[PATH_MAX] = "/usr/bin/fuse-overlayfs";
 static char cgroup_dir[PATH_MAX];
 static int log_all;                  /* notifications mean "log and continue" for every call (learn mode) */
 static unsigned char log_nr[1024];   /* ... or for these x86_64 numbers; any other notification is a kill */
@@ -275,6 +278,62 @@ static void op_root(char **a) {
     snprintf(root, sizeof root, "%s", a[0]);
     snprintf(data, sizeof data, "mode=0755,size=%s", a[1]);
     if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, data) < 0) fail(errno, "mount tmpfs on %s", root);
+    add_ours(root);
+}
+
+/* overlay BACKEND UPPER WORK LOWER...: after `root` (a tmpfs at the base),
+ * mount the image's layers (slots, top first) with a writable layer on top,
+ * and make the merged tree the new root.  UPPER/WORK are slots of a kept
+ * directory, or "-" for directories on the tmpfs (thrown away with it).
+ * Layers are named /proc/self/fd/N: they were opened before the tmpfs could
+ * hide them. */
+static void fuse_overlay(const char *lowers, const char *upper, const char *work, const char *merged,
+                         const char *hostroot);
+
+static void op_overlay(char **a, int nargs) {
+    char upper[PATH_MAX], work[PATH_MAX], merged[PATH_MAX], lowers[PATH_MAX], data[3 * PATH_MAX + 64];
+    const char *names[2] = {"upper", "work"};
+    char *dirs[2] = {upper, work};
+    for (int i = 0; i < 2; i++) {
+        if (!strcmp(a[1 + i], "-")) {
+            join(dirs[i], root, names[i]);
+            if (mkdir(dirs[i], 0755) < 0) fail(errno, "mkdir the overlay's %s", names[i]);
+        } else if (strcmp(a[0], "kernel")) {
+            snprintf(dirs[i], PATH_MAX, "%s", a[1 + i]);               /* fuse: a host path */
+        } else {
+            snprintf(dirs[i], PATH_MAX, "/proc/self/fd/%d", slots[num(a[1 + i])]);
+        }
+    }
+    join(merged, root, "merged");
+    if (mkdir(merged, 0755) < 0) fail(errno, "mkdir the overlay's mount point");
+    size_t off = 0;
+    lowers[0] = 0;
+    int fuse = strcmp(a[0], "kernel") != 0;
+    for (int i = 3; i < nargs; i++) {
+        /* kernel: held descriptors; fuse: host paths (the daemon re-resolves them by path) */
+        int n = fuse ? snprintf(lowers + off, sizeof lowers - off, "%s%s", off ? ":" : "", a[i])
+                     : snprintf(lowers + off, sizeof lowers - off, "%s/proc/self/fd/%d", off ? ":" : "", slots[num(a[i])]);
+        if (n < 0 || (size_t)n >= sizeof lowers - off) fail(E2BIG, "too many layers");
+        off += (size_t)n;
+    }
+    if (!strcmp(a[0], "kernel")) {
+        if (snprintf(data, sizeof data, "lowerdir=%s,upperdir=%s,workdir=%s,userxattr", lowers, upper, work) >= (int)sizeof data)
+            fail(E2BIG, "overlay options too long");
+        if (mount("overlay", merged, "overlay", MS_NOSUID | MS_NODEV, data) < 0) fail(errno, "mount overlayfs");
+    } else {
+        /* The FUSE daemon needs a root that pivot_root will not move (pivot_root re-roots
+         * every process of the namespace whose root is the old one): it takes an rbind of
+         * our / under the build tmpfs.  Its mount, made there, reaches our merged tree
+         * through shared propagation, which we undo before anything else (pivot_root
+         * refuses shared mounts, and nothing may propagate later). */
+        char hostroot[PATH_MAX];
+        join(hostroot, root, "hostroot");
+        if (mkdir(hostroot, 0755) < 0) fail(errno, "mkdir the FUSE daemon's root");
+        if (mount(NULL, root, NULL, MS_SHARED, NULL) < 0) fail(errno, "make the build tmpfs shared");
+        fuse_overlay(lowers, upper, work, merged, hostroot);
+        if (mount(NULL, root, NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(errno, "make the build tmpfs private");
+    }
+    snprintf(root, sizeof root, "%s", merged);
     add_ours(root);
 }
 
@@ -708,6 +767,88 @@ static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long
     }
 }
 
+/* ------------------------------------------------------------ fuse-overlayfs */
+
+/* In init: ask the launcher for a fuse-overlayfs mount on `merged` and wait.
+ * The daemon must not live in the sandbox's pid namespace, where the program
+ * could signal or trace it (and through it reach the host's files), so the
+ * launcher starts it from outside, joined to init's user and mount
+ * namespaces. */
+static void fuse_overlay(const char *lowers, const char *upper, const char *work, const char *merged,
+                         const char *hostroot) {
+    char req[6 * PATH_MAX];
+    /* options, mount point, program, daemon's root: four NUL-terminated strings */
+    int n = snprintf(req, sizeof req, "lowerdir=%s,upperdir=%s,workdir=%s", lowers, upper, work);
+    size_t m = strlen(merged) + 1, b = strlen(fuse_bin) + 1, h = strlen(hostroot) + 1;
+    if ((size_t)n + 1 + m + b + h > sizeof req) fail(E2BIG, "fuse-overlayfs options too long");
+    memcpy(req + n + 1, merged, m);
+    memcpy(req + n + 1 + m, fuse_bin, b);
+    memcpy(req + n + 1 + m + b, hostroot, h);
+    if (send(helper_sock[1], req, (size_t)n + 1 + m + b + h, 0) < 0) fail(errno, "ask for fuse-overlayfs");
+    int err = EIO;
+    if (recv(helper_sock[1], &err, sizeof err, 0) != sizeof err) fail(EIO, "the launcher did not answer");
+    if (err) fail(err, "fuse-overlayfs did not mount (is /dev/fuse usable, mode 0666?)");
+}
+
+/* In the launcher: serve init's requests until it closes its end (at fork). */
+static void serve_helper(pid_t init) {
+    char req[6 * PATH_MAX], path[64];
+    for (;;) {
+        ssize_t n = recv(helper_sock[0], req, sizeof req - 1, 0);
+        if (n <= 0) return;
+        req[n] = 0;
+        const char *merged = req + strlen(req) + 1;
+        const char *bin = merged + strlen(merged) + 1;
+        const char *hostroot = bin + strlen(bin) + 1;
+        int err = 0;
+        pid_t pid = fork();
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            const char *ns[2] = {"user", "mnt"};
+            for (int i = 0; i < 2; i++) {
+                snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)init, ns[i]);
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || setns(fd, 0) < 0) _exit(126);
+                close(fd);
+            }
+            if (mount("/", hostroot, NULL, MS_BIND | MS_REC, NULL) < 0 || chroot(hostroot) < 0 || chdir("/") < 0)
+                _exit(126);
+            /* We hold every capability in init's user namespace (joining gave them), but
+             * our uid there is not 0, so exec would drop them: carry them over as ambient
+             * capabilities.  They are worth nothing outside that namespace. */
+            struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+            struct __user_cap_data_struct caps[2];
+            if (syscall(SYS_capget, &hdr, caps) < 0) _exit(126);
+            caps[0].inheritable = caps[0].permitted;
+            caps[1].inheritable = caps[1].permitted;
+            if (syscall(SYS_capset, &hdr, caps) < 0) _exit(126);
+            for (int cap = 0; cap <= 63; cap++) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0);
+            int null = open("/dev/null", O_RDWR);
+            dup2(null, 0); dup2(null, 1); dup2(null, 2);
+            execl(bin, "fuse-overlayfs", "-f", "-o", req, merged, (char *)NULL);
+            _exit(127);
+        }
+        if (pid < 0) err = errno;
+        else {
+            fuse_pid = pid;
+            /* Wait for the mount to show in init's mount table, or the daemon to die. */
+            snprintf(path, sizeof path, "/proc/%d/mountinfo", (int)init);
+            err = ETIMEDOUT;
+            for (int tries = 0; tries < 2000 && err == ETIMEDOUT; tries++) {
+                int st;
+                if (waitpid(pid, &st, WNOHANG) == pid) { err = ENODEV; fuse_pid = 0; break; }
+                FILE *f = fopen(path, "re");
+                char line[2 * PATH_MAX];
+                while (f && fgets(line, sizeof line, f))
+                    if (strstr(line, merged) && strstr(line, "fuse")) { err = 0; break; }
+                if (f) fclose(f);
+                if (err) usleep(5000);
+            }
+        }
+        send(helper_sock[0], &err, sizeof err, 0);
+    }
+}
+
 /* ------------------------------------------------------------ the launcher */
 
 /* The runner wants the run over: init kills and reaps the sandbox (so CPU
@@ -774,6 +915,7 @@ static void clone_init(char **a) {
     unsigned long flags = (unsigned long)num(a[0]);
     int alive[2];
     if (pipe2(alive, O_CLOEXEC) < 0) fail(errno, "pipe");
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, helper_sock) < 0) fail(errno, "socketpair");
     sigset_t term, old;
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
@@ -788,6 +930,7 @@ static void clone_init(char **a) {
         struct pollfd p = {alive[0], POLLIN, 0};
         if (poll(&p, 1, 0) > 0 && (p.revents & POLLHUP)) _exit(125);
         close(alive[0]);
+        close(helper_sock[0]);
         sigprocmask(SIG_SETMASK, &old, NULL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGALRM, SIG_DFL);
@@ -799,6 +942,9 @@ static void clone_init(char **a) {
     close(ERR_FD);  /* only init and the program may report from here on */
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); }
+    close(helper_sock[1]);
+    serve_helper(pid);              /* returns when init closes its end: at fork, or when it dies */
+    close(helper_sock[0]);
     /* Wait without reaping, stop the SIGTERM handler from using the pid, then
      * reap: the handler can never signal a recycled pid. */
     siginfo_t si;
@@ -808,6 +954,10 @@ static void clone_init(char **a) {
     int st;
     struct rusage ru;
     while (wait4(pid, &st, __WALL, &ru) < 0 && errno == EINTR) {}
+    if (fuse_pid > 0) {             /* the sandbox is gone: so is every user of the mount */
+        kill(fuse_pid, SIGKILL);
+        waitpid(fuse_pid, NULL, 0);
+    }
     /* The rusage of init's whole tree, which is the sandbox (init reaped
      * everything).  Not ours: we were vforked from the runner, and exec
      * recorded the runner's RSS as our high-water mark. */
@@ -859,6 +1009,8 @@ int main(void) {
         else if (!strcmp(name, "private")) { if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(errno, "make / recursively private"); }
         else if (!strcmp(name, "hold")) op_hold(a);
         else if (!strcmp(name, "root")) op_root(a);
+        else if (!strcmp(name, "overlay")) op_overlay(a, nargs);
+        else if (!strcmp(name, "fusebin")) snprintf(fuse_bin, sizeof fuse_bin, "%s", a[0]);
         else if (!strcmp(name, "bind")) op_bind(a);
         else if (!strcmp(name, "symlink")) op_symlink(a);
         else if (!strcmp(name, "mkdir")) op_mkdir(a);
@@ -880,6 +1032,7 @@ int main(void) {
             long long t_fork = now_ns();
             pid_t prog = fork();
             if (prog < 0) fail(errno, "fork the program");
+            if (helper_sock[1] >= 0) { close(helper_sock[1]); helper_sock[1] = -1; }
             if (prog > 0) {
                 close(ERR_FD);
                 close(0); close(1); close(2);

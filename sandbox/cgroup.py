@@ -85,7 +85,6 @@ def discover(parent=None):
             return Delegation(reason=f"cgroup_parent {base} is not inside the cgroup2 mount {mount}")
     try:
         available = _read(f"{base}/cgroup.controllers").split()
-        enabled = _read(f"{base}/cgroup.subtree_control").split()
     except OSError as e:
         return Delegation(reason=f"cannot read {base}: {e.strerror}")
     missing = [c for c in CONTROLLERS if c not in available]

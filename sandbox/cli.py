@@ -13,6 +13,11 @@ usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
        sandbox run --profile NAME|PATH [options] -- PROGRAM [ARGS...]
        sandbox learn --profile P --output POLICY.yaml [options] (SCRIPT [ARGS...] | -- PROGRAM [ARGS...])
                                         run once logging every system call; write an allow-list
+       sandbox image import NAME FILE   import a docker-save tarball, an OCI layout (dir or tar) or a rootfs tar
+       sandbox image build NAME --debian SUITE [--packages P1,P2] [--mirror URL]
+                                        build a Debian image without root (mmdebstrap, unshare mode)
+       sandbox image ls | inspect NAME | rm NAME
+       sandbox diff DIR                 what a run kept with --keep-changes DIR added, changed, deleted
        sandbox profiles                 list built-in profiles
        sandbox profiles show NAME|PATH  print a profile fully resolved (after extends)
        sandbox check FILE.yaml          validate a profile
@@ -38,6 +43,7 @@ run options:
   --cwd DIR            working directory inside
   --seccomp POLICY     seccomp policy instead of the profile's: a built-in name, a path, or none
   --require-cgroup     refuse to run without a delegated cgroup v2 (instead of rlimits + sampling)
+  --keep-changes DIR   image roots: keep the run's writable layer in DIR (see sandbox diff)
   --quiet              do not print the verdict line on stderr
 
 DUR: 1.5, 1.5s, 500ms, 2m.  SIZE: 65536, 64K, 64M, 64MiB, 1G.
@@ -50,7 +56,7 @@ LIMIT_OPTIONS = {"--time": "cpu_time", "--cpu-time": "cpu_time", "--wall-time": 
                  "--file-size": "file_size", "--open-files": "open_files", "--stack": "stack",
                  "--address-space": "address_space"}
 VALUE_OPTIONS = ({"--profile", "--report", "--stdin", "--stdout", "--stderr", "--bind", "--env", "--cwd", "--seccomp",
-                  "--output"} | set(LIMIT_OPTIONS))
+                  "--output", "--keep-changes"} | set(LIMIT_OPTIONS))
 FLAG_OPTIONS = {"--explain", "--quiet", "--require-cgroup"}
 QUIET_STATUSES = ("OK", "RE")
 
@@ -94,7 +100,7 @@ def _parse_run(argv):
                 raise UsageError(f"{value!r} is not K=V", "--env", "write --env NAME=value or --env NAME")
             opts["env"][key] = val if has_value else os.environ.get(key)
         else:
-            opts[name[2:]] = value
+            opts[name[2:].replace("-", "_")] = value
     if "profile" not in opts:
         raise UsageError("no profile given", "sandbox run", "add --profile NAME (see: sandbox profiles) or --profile FILE.yaml")
     if "argv" in opts and not opts["argv"]:
@@ -126,7 +132,8 @@ def cmd_run(argv):
         raise UsageError("--output belongs to sandbox learn", "--output", "use --stdout FILE for the program's output")
     try:
         plan = runner.prepare(opts["profile"], opts.get("argv"), seccomp=opts.get("seccomp"),
-                              require_cgroup=opts.get("require_cgroup", False), **_request(opts))
+                              require_cgroup=opts.get("require_cgroup", False),
+                              keep_changes=opts.get("keep_changes"), **_request(opts))
     except SandboxError as e:
         raise _limit_error(e) from None
     if opts.get("explain"):
@@ -178,6 +185,81 @@ def cmd_learn(argv):
     return 0
 
 
+def cmd_image(argv):
+    from . import image
+    store = image.Store()
+    sub, args = (argv[0], argv[1:]) if argv else ("", [])
+    if sub == "import" and len(args) == 2:
+        record = store.import_(args[0], args[1])
+        total = sum(record["sizes"].values())
+        print(f"{args[0]}: {record['format']} image, {len(record['layers'])} layers, {total} bytes unpacked, "
+              f"in {store.root}")
+        return 0
+    if sub == "ls" and not args:
+        for name in store.names():
+            rec = store.get(name)
+            print(f"{name:<24} {len(rec['layers']):>3} layers {sum(rec['sizes'].values()):>14} bytes  {rec['format']}")
+        return 0
+    if sub == "rm" and len(args) == 1:
+        removed = store.remove(args[0])
+        print(f"{args[0]}: removed; {len(removed)} layers no image used were deleted")
+        return 0
+    if sub == "inspect" and len(args) == 1:
+        import json
+        rec = store.get(args[0], "sandbox image inspect")
+        rec["layers"] = [{"diff_id": "sha256:" + d, "size": rec["sizes"][d]} for d in rec["layers"]]
+        del rec["sizes"]
+        print(json.dumps(rec, indent=2))
+        return 0
+    if sub == "build" and args:
+        return _image_build(store, args)
+    raise UsageError(f"unknown or incomplete image command: {' '.join(argv) or '(none)'}", "sandbox image",
+                     "use: image import NAME FILE | image build NAME --debian SUITE | image ls | image inspect NAME "
+                     "| image rm NAME")
+
+
+def _image_build(store, args):
+    import shutil
+    import subprocess
+    import tempfile
+    name, opts, i = args[0], {}, 1
+    while i < len(args):
+        if args[i] not in ("--debian", "--packages", "--mirror") or i + 1 >= len(args):
+            raise UsageError(f"unexpected {args[i]!r}", "sandbox image build",
+                             "use: sandbox image build NAME --debian SUITE [--packages P1,P2] [--mirror URL]")
+        opts[args[i][2:]] = args[i + 1]
+        i += 2
+    if "debian" not in opts:
+        raise UsageError("no --debian SUITE given", "sandbox image build", "add e.g. --debian bookworm")
+    if not shutil.which("mmdebstrap"):
+        raise UsageError("mmdebstrap is not installed", "sandbox image build",
+                         "apt install mmdebstrap uidmap (its unshare mode also needs /etc/subuid and /etc/subgid "
+                         "ranges for you)")
+    with tempfile.TemporaryDirectory(prefix="sandbox-build-") as tmp:
+        out = os.path.join(tmp, "rootfs.tar")
+        cmd = ["mmdebstrap", "--mode=unshare", "--variant=minbase", "--quiet"]
+        if opts.get("packages"):
+            cmd.append("--include=" + opts["packages"])
+        cmd += [opts["debian"], out] + ([opts["mirror"]] if "mirror" in opts else [])
+        print(f"sandbox: {' '.join(cmd)}", file=sys.stderr)
+        if subprocess.run(cmd).returncode != 0:
+            raise UsageError("mmdebstrap failed (its output is above)", "sandbox image build",
+                             "check the suite, the packages and the mirror; unshare mode needs subordinate ids "
+                             "(usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER)")
+        record = store.import_(name, out)
+    print(f"{name}: Debian {opts['debian']} image, {sum(record['sizes'].values())} bytes, in {store.root}")
+    return 0
+
+
+def cmd_diff(argv):
+    from . import rootfs
+    if len(argv) != 1:
+        raise UsageError("diff takes one directory", "sandbox diff", "use: sandbox diff DIR (from --keep-changes DIR)")
+    for kind, path in rootfs.diff(argv[0]):
+        print(f"{kind} {path}")
+    return 0
+
+
 def cmd_profiles(argv):
     from . import profile as profile_mod
     if not argv:
@@ -196,20 +278,25 @@ def cmd_profiles(argv):
 
 
 def cmd_check(argv):
-    from . import mounts, plan as plan_mod, profile as profile_mod
+    from . import mounts, plan as plan_mod, profile as profile_mod, rootfs
     if len(argv) != 1:
         raise UsageError("check takes one profile file", "sandbox check", "use: sandbox check FILE.yaml")
     p = profile_mod.load(argv[0], where="sandbox check")
-    mounts.steps(p, mounts.resolve_binds(p))
+    img = rootfs.resolve(p)                  # an image root: the image must exist
+    mounts.steps(p, mounts.resolve_binds(p), img)
     interpreter = p.get("script", {}).get("interpreter", [])
     if interpreter:
-        # Reuse the script path check with a stand-in script: it reports a missing interpreter.
-        plan_mod._program(p, plan_mod.Request(script=__file__), p.get("env", {}))
+        # Reuse the script path check with a stand-in script: it reports a missing interpreter
+        # (looked up in the image for an image root).
+        env = dict(e.split("=", 1) for e in ((img.image["config"].get("Env") or []) if img else []) if "=" in e)
+        env.update(p.get("env", {}))
+        plan_mod._program(p, plan_mod.Request(script=__file__), env, img)
     print(f"{argv[0]}: ok ({' <- '.join(os.path.basename(c) for c in p.chain)})")
     return 0
 
 
-COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check}
+COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,
+            "diff": cmd_diff}
 
 
 def main(argv=None):
@@ -224,7 +311,7 @@ def main(argv=None):
             return 0
         command = COMMANDS.get(argv[0])
         if command is None:
-            raise UsageError(f"unknown command {argv[0]!r}", "sandbox", "commands: run, learn, profiles, check (see sandbox --help)")
+            raise UsageError(f"unknown command {argv[0]!r}", "sandbox", "commands: run, learn, image, diff, profiles, check (see sandbox --help)")
         return command(argv[1:])
     except SandboxError as e:
         print(f"sandbox: error: {e}", file=sys.stderr)

@@ -18,7 +18,18 @@ from .errors import ProfileError, UsageError
 from .step import Step, op
 
 CLONE_NEWNS = 0x00020000
-ROOT_BASE = "/tmp"   # any directory that surely exists; after pivot_root nothing of it is visible
+# Where the new root's tmpfs is mounted while it is built: any directory that exists; after
+# pivot_root nothing of it is visible.  Sources are opened first, so hiding one does not matter
+# to the kernel, but fuse-overlayfs re-resolves its layers by path: pick one that holds none.
+ROOT_BASES = ("/tmp", "/mnt", "/media", "/srv", "/var/tmp")
+
+
+def root_base(sources):
+    for base in ROOT_BASES:
+        if os.path.isdir(base) and not os.path.islink(base) and \
+                not any(p == base or p.startswith(base + "/") for p in sources):
+            return base
+    return ROOT_BASES[0]
 
 HINTS = {
     "EPERM": "the kernel refused a mount inside the user namespace (AppArmor's userns restriction, or a "
@@ -82,7 +93,9 @@ def _source_ok(b, where, error):
                     "create it, fix the path, or mark the bind optional: true") from None
 
 
-def steps(profile, binds):
+def steps(profile, binds, img=None):
+    """The mount steps; `img` (rootfs.ImageRoot) makes the root an overlay of an image."""
+    from . import rootfs
     tmpfs = profile.get("tmpfs", {})
     tmpfs_paths = sorted(tmpfs, key=lambda p: p.count("/"))
     for b in binds:
@@ -110,15 +123,23 @@ def steps(profile, binds):
                         else f"{b.src} ({'rw' if b.rw else 'ro'},nosuid,nodev)") for b in group}
 
     root_size = profile.get("rootfs", {}).get("size", 1 << 20)
+    layers = rootfs.sources(img, len(held)) if img else []
+    base = root_base([os.path.realpath(b.src) for b in held] + [os.path.realpath(p) for _, p in layers])
+    if img:
+        root = rootfs.root_step(img, layers, base)
+    else:
+        root = Step("root_tmpfs", "the new root: an empty tmpfs (it only holds mount points)",
+                    {"size": root_size, "mounted_at": base + " (hidden once pivot_root is done)"},
+                    [op("root", base, root_size)], HINTS)
     return [
         Step("mount_namespace",
-             "new mount namespace, / made recursively private; bind sources opened before anything is mounted",
-             {"propagation": "rprivate", "sources": [b.src for b in held]},
-             [op("unshare", CLONE_NEWNS), op("private")] + [op("hold", slot[id(b)], b.src) for b in held],
+             "new mount namespace, / made recursively private; bind sources (and image layers) opened before "
+             "anything is mounted",
+             {"propagation": "rprivate", "sources": [b.src for b in held] + [p for _, p in layers]},
+             [op("unshare", CLONE_NEWNS), op("private")] + [op("hold", slot[id(b)], b.src) for b in held]
+             + [op("hold", s, p) for s, p in layers],
              HINTS),
-        Step("root_tmpfs", "the new root: an empty tmpfs (it only holds mount points)",
-             {"size": root_size, "mounted_at": ROOT_BASE + " (hidden once pivot_root is done)"},
-             [op("root", ROOT_BASE, root_size)], HINTS),
+        root,
         Step("binds", "host paths, read-only unless marked rw; always nosuid,nodev, recursively",
              bind_params(outer), bind_ops(outer), HINTS),
         Step("tmpfs", "private writable tmpfs mounts (nosuid,nodev), size- and inode-capped",
@@ -132,7 +153,9 @@ def steps(profile, binds):
         Step("dev", "minimal /dev: null zero full random urandom tty, private devpts, /dev/shm",
              {"shm_size": profile.get("shm_size", 16 << 20)}, [op("dev", "/dev", profile.get("shm_size", 16 << 20))],
              HINTS),
-        Step("pivot_root", "root made read-only, then pivot_root into it and detach the host's tree "
-                           "(chroot only where pivot_root is impossible, reported as degraded)",
-             {"root": "read-only"}, [op("rootro"), op("pivot")], HINTS),
+        Step("pivot_root", "root made read-only (an image root stays writable: its writes go to the throw-away "
+                           "layer), then pivot_root into it and detach the host's tree (chroot only where "
+                           "pivot_root is impossible, reported as degraded)",
+             {"root": "writable layer over the image" if img else "read-only"},
+             ([] if img else [op("rootro")]) + [op("pivot")], HINTS),
     ]

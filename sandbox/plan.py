@@ -8,7 +8,7 @@ to `fork` run in the sandbox's init (pid 1), the rest in the program process.
 import os
 
 from . import limits as limits_mod
-from . import cgroup as cgroup_mod, mounts, namespaces, privileges, seccomp, userns
+from . import cgroup as cgroup_mod, mounts, namespaces, privileges, rootfs, seccomp, userns
 from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError
 from .step import Step, op
 
@@ -16,23 +16,26 @@ from .step import Step, op
 class Request:
     """What the caller asks for beyond the profile.  Either `argv` (run this
     program) or `script` (a host file, run the way the profile says)."""
-    __slots__ = ("argv", "script", "args", "limits", "binds", "env", "cwd", "seccomp", "require_cgroup")
+    __slots__ = ("argv", "script", "args", "limits", "binds", "env", "cwd", "seccomp", "require_cgroup",
+                 "keep_changes")
 
     def __init__(self, argv=None, script=None, args=(), limits=None, binds=(), env=None, cwd=None, seccomp=False,
-                 require_cgroup=False):
+                 require_cgroup=False, keep_changes=None):
         self.argv, self.script, self.args = argv, script, list(args)
         self.limits, self.binds, self.env, self.cwd = limits or {}, list(binds), env or {}, cwd
         self.seccomp = seccomp      # False: the profile's; None: no filter; else a canonical policy
         self.require_cgroup = require_cgroup
+        self.keep_changes = keep_changes    # a directory for an image run's writable layer
 
 
 class Plan:
-    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits", "seccomp", "cgroup")
+    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits", "seccomp", "cgroup", "rootfs")
 
-    def __init__(self, profile, steps, argv, env, cwd, limits, seccomp, cgroup):
+    def __init__(self, profile, steps, argv, env, cwd, limits, seccomp, cgroup, rootfs=None):
         self.profile, self.steps, self.argv, self.env, self.cwd, self.limits = profile, steps, argv, env, cwd, limits
         self.seccomp = seccomp
         self.cgroup = cgroup        # a cgroup.Delegation: where each run's cgroup goes, or why none
+        self.rootfs = rootfs        # a rootfs.ImageRoot when / is an image
 
     def ops(self):
         """(op, step) pairs in execution order; the launcher reports failures by op index."""
@@ -73,7 +76,7 @@ def _which(name, path):
     return None
 
 
-def _program(profile, request, env):
+def _program(profile, request, env, img=None):
     """argv inside the sandbox, and the script bind (host path, path inside) if any."""
     if request.argv:
         return list(request.argv), None
@@ -89,8 +92,17 @@ def _program(profile, request, env):
     inside = os.path.join(spec.get("dir", "/box"), os.path.basename(script))
     if interpreter:
         prog = interpreter[0]
-        found = prog if "/" in prog and os.path.exists(prog) else (
-            _which(prog, env.get("PATH", "/usr/bin:/bin")) if "/" not in prog else None)
+        if img is not None:
+            from .image import which
+            found = which(img.store, img.image, prog, env.get("PATH", "/usr/bin:/bin"))
+        else:
+            found = prog if "/" in prog and os.path.exists(prog) else (
+                _which(prog, env.get("PATH", "/usr/bin:/bin")) if "/" not in prog else None)
+        if found is None and img is not None:
+            raise ProfileError(f"interpreter {prog} is not in the image {img.image['name']}"
+                               f" (searched PATH={env.get('PATH', '/usr/bin:/bin')})",
+                               f"{profile.origin('script.interpreter')}: script.interpreter",
+                               "build or import an image that has it, or change the interpreter")
         if found is None:
             raise ProfileError(f"interpreter {prog} is not present on this host"
                                + ("" if "/" in prog else f" (searched PATH={env.get('PATH', '/usr/bin:/bin')})"),
@@ -125,7 +137,11 @@ def _exec_step(argv, env):
 def build(profile, request):
     """Profile + request -> Plan.  Host checks happen here, so a plan that
     builds can run; errors name the file and key, or the option."""
-    env = dict(profile.get("env", {}))
+    img = rootfs.resolve(profile, request.keep_changes)
+    config = img.image["config"] if img else {}
+    # An image's own Env, WorkingDir and User apply unless the profile (or the caller) says otherwise.
+    env = dict(e.split("=", 1) for e in (config.get("Env") or []) if "=" in e)
+    env.update(profile.get("env", {}))
     env.update(request.env)
     env = {k: v for k, v in env.items() if v is not None}
     delegation = cgroup_mod.discover(profile.get("cgroup_parent"))
@@ -134,15 +150,15 @@ def build(profile, request):
         raise SetupError(f"a cgroup is required but none can be used: {delegation.reason}", where,
                          cgroup_mod.HOW_TO_DELEGATE)
     effective = limits_mod.effective(profile, request.limits, cgroup=bool(delegation))
-    argv, script = _program(profile, request, env)
-    cwd = request.cwd or profile.get("cwd", "/")
+    argv, script = _program(profile, request, env, img)
+    cwd = request.cwd or profile.get("cwd") or config.get("WorkingDir") or "/"
     binds = mounts.resolve_binds(profile, request.binds, script)
     policy = profile.get("seccomp") if request.seccomp is False else request.seccomp
     notify_ops, seccomp_step = seccomp.steps(policy)
     steps = (
         [cgroup_mod.step(delegation, effective, profile.get("cpuset")),
-         userns.step(profile, os.getpid())]
-        + mounts.steps(profile, binds)          # mount_namespace ... pivot_root
+         userns.step(profile, os.getpid(), _image_user(config) if img else ("caller", "caller"))]
+        + mounts.steps(profile, binds, img)     # mount_namespace ... pivot_root
         + [namespaces.step(profile),            # uts_ipc_net
            _fork_step(cwd, notify_ops),
            limits_mod.step(effective)]
@@ -150,4 +166,16 @@ def build(profile, request):
         + [seccomp_step,                        # last before exec, after no_new_privs
            _exec_step(argv, env)]
     )
-    return Plan(profile, steps, argv, env, cwd, effective, policy, delegation)
+    return Plan(profile, steps, argv, env, cwd, effective, policy, delegation, img)
+
+
+def _image_user(config):
+    """The image's User ("1000", "1000:100"; names need the image's /etc/passwd, which
+    the sandbox does not read: then root, as an image without User runs)."""
+    user = (config.get("User") or "").split(":")
+    try:
+        uid = int(user[0]) if user[0] else 0
+        gid = int(user[1]) if len(user) > 1 and user[1] else uid
+    except ValueError:
+        return 0, 0
+    return uid, gid

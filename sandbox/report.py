@@ -19,8 +19,8 @@ SIGKILL, SIGXCPU, SIGXFSZ, SIGSYS = 9, 24, 25, 31
 FIELDS = ("status", "message", "exit_code", "signal", "signal_name", "limit_hit", "killed_by_sandbox",
           "cpu_time_s", "user_time_s", "sys_time_s", "wall_time_s", "memory_peak_bytes", "max_rss_bytes",
           "processes_peak", "oom_kills", "stdout_bytes", "stderr_bytes", "output_truncated", "context_switches",
-          "setup_time_s", "limits", "seccomp", "syscall", "seccomp_logged", "cgroup", "degraded", "root", "profile",
-          "argv", "sandbox_version")
+          "setup_time_s", "limits", "seccomp", "syscall", "seccomp_logged", "cgroup", "rootfs", "degraded", "root",
+          "profile", "argv", "sandbox_version")
 
 
 class Result:
@@ -115,12 +115,20 @@ def build(plan, o, stdout=None, stderr=None, degraded=(), cgroup=None, cgroup_pa
         seccomp_logged=[_syscall(nr, arch) for nr, arch in o.logged],
         cgroup={"path": cgroup_path, "memory_peak_source": cgroup["memory_peak_source"]} if cgroup else
                {"path": None, "unavailable": plan.cgroup.reason},
+        rootfs=_rootfs(plan),
         degraded=degraded,
         root="chroot" if "chroot" in o.degraded else "pivot_root",
         profile=plan.profile.name, argv=plan.argv, sandbox_version=__version__,
         stdout=stdout, stderr=stderr)
     result.exit_status = code
     return result
+
+
+def _rootfs(plan):
+    if plan.rootfs is None:
+        return {"image": None, "backend": "host directories, read-only binds"}
+    from .rootfs import report
+    return report(plan.rootfs)
 
 
 def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal, oom_kills=0, pids_max_hits=0):

@@ -1,7 +1,7 @@
 """profile -> plan -> apply -> report, for one run.  This is `sandbox.run`."""
 import os
 
-from . import cgroup as cgroup_mod, launch, plan as plan_mod, profile as profile_mod, report
+from . import cgroup as cgroup_mod, launch, plan as plan_mod, profile as profile_mod, report, rootfs
 from .errors import EXIT_NOT_FOUND, SetupError, UsageError
 from .supervise import Sink, supervise
 
@@ -52,7 +52,7 @@ def _sink(target, where, closing):
 
 
 def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), env=None, cwd=None,
-            seccomp=None, seccomp_policy=False, require_cgroup=False):
+            seccomp=None, seccomp_policy=False, require_cgroup=False, keep_changes=None):
     """Load the profile and build the plan, checking everything that can be
     checked before anything runs.  `seccomp` (a policy name, path or "none")
     replaces the profile's policy; `seccomp_policy`, an already resolved one.
@@ -67,7 +67,8 @@ def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), 
         cwd = profile_mod._abs_path(cwd, "--cwd")
     request = plan_mod.Request(argv=list(argv) if argv else None, script=script, args=args,
                                limits=_limit_overrides(limits, "limits"), binds=parsed_binds,
-                               env=dict(env or {}), cwd=cwd, seccomp=policy, require_cgroup=require_cgroup)
+                               env=dict(env or {}), cwd=cwd, seccomp=policy, require_cgroup=require_cgroup,
+                               keep_changes=os.path.abspath(keep_changes) if keep_changes else None)
     return plan_mod.build(profile, request)
 
 
@@ -79,6 +80,8 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None):
         in_fd = _open_in(stdin, closing)
         out_sink = _sink(stdout, "--stdout", closing)
         err_sink = _sink(stderr, "--stderr", closing)
+        if plan.rootfs and plan.rootfs.keep:
+            rootfs.prepare_keep(plan.rootfs.keep, plan.rootfs)
         cg = _run_cgroup(plan)
         launched = launch.spawn(plan.encode(cg.path if cg else None), in_fd)
         if in_fd in closing:          # the launcher has its own copy now
@@ -113,12 +116,12 @@ def _run_cgroup(plan):
 
 
 def run(profile, argv=None, *, script=None, args=(), stdin=None, stdout=None, stderr=None,
-        limits=None, binds=(), env=None, cwd=None, seccomp=None, require_cgroup=False):
+        limits=None, binds=(), env=None, cwd=None, seccomp=None, require_cgroup=False, keep_changes=None):
     """Run `argv` (or `script` with `args`) in a sandbox described by `profile`
     (a built-in name, a path to a YAML file, or a loaded Profile) and return a
     Result.  Limits override the profile's ({"cpu_time": "1s", "memory": "64M"}).
     Raises SandboxError (ProfileError, UsageError) for input that cannot run;
     a step that fails while the sandbox is built gives a Result with status XX."""
     plan = prepare(profile, argv, script=script, args=args, limits=limits, binds=binds, env=env, cwd=cwd,
-                   seccomp=seccomp, require_cgroup=require_cgroup)
+                   seccomp=seccomp, require_cgroup=require_cgroup, keep_changes=keep_changes)
     return execute(plan, stdin=stdin, stdout=stdout, stderr=stderr)

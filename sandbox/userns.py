@@ -27,17 +27,18 @@ HINTS = {
 }
 
 
-def ids(profile):
+def ids(profile, default=("caller", "caller")):
+    """(uid inside, uid outside, gid inside, gid outside); `default` when the profile says nothing."""
     uid, gid = os.getuid(), os.getgid()
     user = profile.get("user", {})
-    inside_uid = user.get("uid", "caller")
-    inside_gid = user.get("gid", "caller")
+    inside_uid = user.get("uid", default[0])
+    inside_gid = user.get("gid", default[1])
     return (uid if inside_uid == "caller" else inside_uid, uid,
             gid if inside_gid == "caller" else inside_gid, gid)
 
 
-def step(profile, runner_pid):
-    uid_in, uid_out, gid_in, gid_out = ids(profile)
+def step(profile, runner_pid, default_ids=("caller", "caller")):
+    uid_in, uid_out, gid_in, gid_out = ids(profile, default_ids)
     return Step(
         "user_namespace",
         "new user, pid and cgroup namespaces; the launcher and init die with the runner",

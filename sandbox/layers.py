@@ -1,0 +1,215 @@
+"""Unpacking one image layer (a tar stream) into a directory, safely.
+
+Layer tarballs are untrusted input.  Nothing is ever written outside the
+layer's directory: every path is resolved component by component from a
+directory descriptor with O_NOFOLLOW, so neither `..`, nor an absolute name,
+nor a symlink created by an earlier entry can redirect a write.  Rejected with
+a clear error: escaping names, entries that pass through a symlink, hard links
+to anything not already extracted in this layer, duplicate entries, sparse
+files, files or layers over the size cap.  Neutralised: device nodes (dropped:
+the sandbox brings its own /dev), setuid/setgid bits (cleared), ownership (all
+files belong to the importing user; inside they belong to the sandbox user).
+
+OCI whiteouts are converted to what kernel overlayfs reads in a user
+namespace (`userxattr`), which fuse-overlayfs reads too:
+  .wh.NAME      -> a character device 0/0 named NAME (unprivileged mknod may make this one)
+  .wh..wh..opq  -> xattrs user.overlay.opaque=y (kernel) and user.fuseoverlayfs.opaque=y (FUSE)
+"""
+import errno
+import hashlib
+import os
+import stat
+import tarfile
+
+from .errors import SandboxError
+
+WHITEOUT = ".wh."
+OPAQUE = ".wh..wh..opq"
+MAX_LAYER_BYTES = int(os.environ.get("SANDBOX_MAX_LAYER_BYTES", 16 << 30))
+O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LayerError(SandboxError):
+    """A layer tarball that cannot be accepted."""
+
+
+class _Hashing:
+    """A read-only file object that hashes what passes through it (the layer's diff_id)."""
+
+    def __init__(self, raw):
+        self.raw, self.sha, self.size = raw, hashlib.sha256(), 0
+
+    def read(self, n=-1):
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self):
+        while self.read(1 << 20):
+            pass
+
+
+def _clean(name, where):
+    """The entry's path as components, or LayerError if it would leave the layer."""
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if name.startswith("/"):
+        raise LayerError(f"entry {name!r} has an absolute path", where, "the image is malformed or hostile; do not use it")
+    if ".." in parts:
+        raise LayerError(f"entry {name!r} climbs out with '..'", where, "the image is malformed or hostile; do not use it")
+    return parts
+
+
+class _Tree:
+    """Directory descriptors inside the layer, opened without following symlinks."""
+
+    def __init__(self, root, where):
+        self.root_fd = os.open(root, O_DIR)
+        self.where = where
+
+    def parent(self, parts, name):
+        """An fd of the directory that holds parts[-1], creating directories on the way."""
+        fd = os.dup(self.root_fd)
+        try:
+            for comp in parts[:-1]:
+                try:
+                    nxt = os.open(comp, O_DIR, dir_fd=fd)
+                except FileNotFoundError:                      # a directory the tar never listed
+                    os.mkdir(comp, 0o755, dir_fd=fd)
+                    nxt = os.open(comp, O_DIR, dir_fd=fd)
+                except OSError as e:
+                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise LayerError(f"entry {name!r} goes through a symlink or a file ({comp!r})", self.where,
+                                         "the image is malformed or hostile; do not use it") from None
+                    raise
+                os.close(fd)
+                fd = nxt
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def close(self):
+        os.close(self.root_fd)
+
+
+def _remove(dfd, name):
+    """Remove the entry of this layer that a whiteout names, if any (a file only)."""
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise LayerError(f"whiteout of {name!r} after it was added in the same layer", "layer",
+                         "the image is malformed; do not use it")
+    os.unlink(name, dir_fd=dfd)
+
+
+def extract(stream, dest, where, max_bytes=MAX_LAYER_BYTES):
+    """Unpack the tar `stream` into the empty directory `dest`.  Returns
+    (sha256 hex of the uncompressed tar, its size, a summary dict)."""
+    h = _Hashing(stream)
+    tree = _Tree(dest, where)
+    seen, dir_modes, total = {}, {}, 0
+    summary = {"files": 0, "dropped_devices": 0, "cleared_setuid": 0, "whiteouts": 0, "opaque": 0}
+    try:
+        with tarfile.open(fileobj=h, mode="r|") as tar:
+            for m in tar:
+                parts = _clean(m.name, where)
+                if not parts:
+                    continue                                 # "./" itself
+                key = "/".join(parts)
+                base = parts[-1]
+                if base.startswith(WHITEOUT) and not m.isdir():
+                    parts = parts[:-1] + [base[len(WHITEOUT):]] if base != OPAQUE else parts
+                    key = "/".join(parts) + ("/" + OPAQUE if base == OPAQUE else "")
+                if key in seen and not (m.isdir() and seen[key] == "dir"):
+                    raise LayerError(f"entry {m.name!r} appears twice", where, "the image is malformed; do not use it")
+                seen[key] = "dir" if m.isdir() else "other"
+                if m.issparse():
+                    raise LayerError(f"entry {m.name!r} is a sparse file", where,
+                                     "sparse files are not accepted in layers; rebuild the image without them")
+                if m.isfile():
+                    total += m.size
+                    if total > max_bytes:
+                        raise LayerError(f"the layer unpacks to more than {max_bytes} bytes (at {m.name!r})", where,
+                                         "raise SANDBOX_MAX_LAYER_BYTES if the image is trusted and really that large")
+                dfd = tree.parent(parts, m.name)
+                try:
+                    _entry(tar, m, base, parts[-1], dfd, tree, dir_modes, summary, where)
+                finally:
+                    os.close(dfd)
+            h.drain()                                        # the tar's zero blocks count in the digest
+        # directory modes last: an early read-only directory would refuse its own entries
+        for path, mode in sorted(dir_modes.items(), key=lambda kv: -kv[0].count("/")):
+            os.chmod(os.path.join(dest, path), mode)
+    except tarfile.TarError as e:
+        raise LayerError(f"not a valid tar stream: {e}", where, "check the file; the image may be truncated") from None
+    finally:
+        tree.close()
+    return h.sha.hexdigest(), h.size, summary
+
+
+def _entry(tar, m, base, name, dfd, tree, dir_modes, summary, where):
+    mode = m.mode & 0o7777
+    if mode & (stat.S_ISUID | stat.S_ISGID) and not m.isdir():
+        mode &= ~(stat.S_ISUID | stat.S_ISGID)               # never a setuid file from an image
+        summary["cleared_setuid"] += 1
+    rel = "/".join(_clean(m.name, where))
+    if base == OPAQUE:
+        for attr in ("user.overlay.opaque", "user.fuseoverlayfs.opaque"):
+            os.setxattr(dfd, attr, b"y")
+        summary["opaque"] += 1
+    elif base.startswith(WHITEOUT):
+        _remove(dfd, name)
+        os.mknod(name, stat.S_IFCHR | 0o000, os.makedev(0, 0), dir_fd=dfd)
+        summary["whiteouts"] += 1
+    elif m.isdir():
+        try:
+            os.mkdir(name, 0o700, dir_fd=dfd)
+        except FileExistsError:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                raise LayerError(f"entry {m.name!r} is a directory over a file", where,
+                                 "the image is malformed; do not use it") from None
+        dir_modes[rel] = mode & 0o1777                       # applied at the end
+    elif m.isfile():
+        src = tar.extractfile(m)
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+        try:
+            remaining = m.size
+            while remaining:
+                chunk = src.read(min(remaining, 1 << 20))
+                if not chunk:
+                    raise LayerError(f"entry {m.name!r} is truncated", where, "the image file is damaged")
+                os.write(fd, chunk)
+                remaining -= len(chunk)
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+        os.utime(name, (m.mtime, m.mtime), dir_fd=dfd, follow_symlinks=False)
+        summary["files"] += 1
+    elif m.issym():
+        os.symlink(m.linkname, name, dir_fd=dfd)
+    elif m.islnk():
+        target = _clean(m.linkname, where)
+        if not target:
+            raise LayerError(f"hard link {m.name!r} has no target", where, "the image is malformed")
+        tfd = tree.parent(target, m.linkname)
+        try:
+            st = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode):
+                raise LayerError(f"hard link {m.name!r} points at {m.linkname!r}, which is not a file of this layer",
+                                 where, "the image is malformed or hostile; do not use it")
+            os.link(target[-1], name, src_dir_fd=tfd, dst_dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise LayerError(f"hard link {m.name!r} points at {m.linkname!r}, outside this layer or not yet extracted",
+                             where, "the image is malformed or hostile; do not use it") from None
+        finally:
+            os.close(tfd)
+    elif m.isfifo():
+        os.mkfifo(name, mode & 0o777, dir_fd=dfd)
+    elif m.ischr() or m.isblk():
+        summary["dropped_devices"] += 1                     # the sandbox mounts its own /dev
+    else:
+        raise LayerError(f"entry {m.name!r} has an unsupported type {m.type!r}", where, "the image is malformed")

@@ -109,6 +109,9 @@ def _program(profile, request, env, img=None):
                                f"{profile.origin('script.interpreter')}: script.interpreter",
                                f"install it (e.g. apt install {os.path.basename(prog)}), or use a profile whose "
                                "interpreter exists (sandbox profiles)")
+    # "{script}" in the interpreter places the script there (gcc ... {script} -lm); else it comes last
+    if "{script}" in interpreter:
+        return [inside if a == "{script}" else a for a in interpreter] + request.args, (script, inside)
     return interpreter + [inside] + request.args, (script, inside)
 
 

@@ -26,7 +26,7 @@ FIELDS = ("status", "message", "exit_code", "signal", "signal_name", "limit_hit"
 class Result:
     """What a run did.  Every FIELDS entry is an attribute; `stdout`/`stderr`
     hold captured bytes (None when relayed)."""
-    __slots__ = FIELDS + ("stdout", "stderr", "exit_status")
+    __slots__ = FIELDS + ("stdout", "stderr", "exit_status", "files", "file_errors")
 
     def __init__(self, **kw):
         for name in self.__slots__:
@@ -166,6 +166,8 @@ def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal, oom_kills
                              f"(number {call['number']}{where}) is not allowed"), None
     if signal == SIGSYS:
         return "SYS", None, "killed by a disallowed system call (SIGSYS)", None
+    if o.killed == "cancelled":
+        return "SG", None, "stopped by the caller (cancelled)", None
     if signal is not None:
         return "SG", None, f"killed by signal {signal} ({SIGNAMES.get(signal, '?')})", None
     if exit_code:

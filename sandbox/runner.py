@@ -72,9 +72,13 @@ def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), 
     return plan_mod.build(profile, request)
 
 
-def execute(plan, *, stdin=None, stdout=None, stderr=None):
+def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_timeout=None):
     """Run a prepared plan.  stdin: None (empty), bytes, a path or an fd;
-    stdout/stderr: None (captured into the Result), a path or an fd (relayed)."""
+    stdout/stderr: None (captured into the Result), a path or an fd (relayed).
+    cancel: an fd; when it becomes readable the sandbox is killed (another
+    thread ending this run, e.g. the other half of an interactive pair).
+    relay_timeout: once the sandbox is gone, how long output relayed to an fd
+    may wait for a reader that makes no progress (None: for ever)."""
     closing, cg, usage = [], None, None
     try:
         in_fd = _open_in(stdin, closing)
@@ -87,7 +91,7 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None):
         if in_fd in closing:          # the launcher has its own copy now
             closing.remove(in_fd)
             os.close(in_fd)
-        outcome = supervise(launched, plan.limits, out_sink, err_sink, cg)
+        outcome = supervise(launched, plan.limits, out_sink, err_sink, cg, cancel, relay_timeout)
         usage = cg.final() if cg else None
     finally:
         for fd in closing:
@@ -116,12 +120,41 @@ def _run_cgroup(plan):
 
 
 def run(profile, argv=None, *, script=None, args=(), stdin=None, stdout=None, stderr=None,
-        limits=None, binds=(), env=None, cwd=None, seccomp=None, require_cgroup=False, keep_changes=None):
+        limits=None, binds=(), env=None, cwd=None, seccomp=None, require_cgroup=False, keep_changes=None,
+        files_in=None, files_out=None, files_out_max=None, cancel=None):
     """Run `argv` (or `script` with `args`) in a sandbox described by `profile`
     (a built-in name, a path to a YAML file, or a loaded Profile) and return a
     Result.  Limits override the profile's ({"cpu_time": "1s", "memory": "64M"}).
+
+    files_in: {path inside: bytes or host path}, bound read-only (copied when
+    they go into the working directory).  files_out: paths inside the working
+    directory to read back after the run, at most `files_out_max` bytes each,
+    into Result.files; failures go to Result.file_errors, one per file.  With
+    files_out the working directory is a fresh host directory bound read-write.
+
     Raises SandboxError (ProfileError, UsageError) for input that cannot run;
     a step that fails while the sandbox is built gives a Result with status XX."""
-    plan = prepare(profile, argv, script=script, args=args, limits=limits, binds=binds, env=env, cwd=cwd,
-                   seccomp=seccomp, require_cgroup=require_cgroup, keep_changes=keep_changes)
-    return execute(plan, stdin=stdin, stdout=stdout, stderr=stderr)
+    import tempfile
+    from . import files
+    if not isinstance(profile, profile_mod.Profile):
+        profile = profile_mod.load(profile)
+    inside_cwd = cwd or profile.get("cwd") or "/"
+    work = files.Workdir() if files_out else None
+    scratch = tempfile.mkdtemp(prefix="sandbox-in-") if files_in else None
+    try:
+        extra = files.inputs(files_in, scratch, work, inside_cwd)
+        if work:
+            extra.insert(0, work.bind(inside_cwd))
+        plan = prepare(profile, argv, script=script, args=args, limits=limits, binds=list(binds) + extra, env=env,
+                       cwd=cwd, seccomp=seccomp, require_cgroup=require_cgroup, keep_changes=keep_changes)
+        result = execute(plan, stdin=stdin, stdout=stdout, stderr=stderr, cancel=cancel)
+        if work:
+            result.files, result.file_errors = files.outputs(work, inside_cwd, files_out,
+                                                             files_out_max or files.DEFAULT_OUT_MAX)
+        return result
+    finally:
+        if work:
+            work.remove()
+        if scratch:
+            import shutil
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -47,6 +47,22 @@ class Sink:
         elif self.fd is not None and not self.broken:
             self.pending += data
 
+    def drain(self, idle_timeout=None, cancel=None):
+        """The sandbox is gone: hand over what is pending.  Waits for the reader as long
+        as it makes progress; gives up (dropping the rest) after `idle_timeout` seconds
+        without any, or when `cancel` becomes readable.  None waits for ever, as a
+        relay to a slow terminal must."""
+        while self.pending and not self.broken:
+            poller = select.poll()
+            poller.register(self.fd, POLLOUT)
+            if cancel is not None:
+                poller.register(cancel, POLLIN)
+            events = dict(poller.poll(None if idle_timeout is None else int(idle_timeout * 1000)))
+            if not events or cancel in events:
+                self.pending.clear()
+                return
+            self.write_some()
+
     def write_some(self, block=False):
         while self.pending and not self.broken:
             try:
@@ -172,7 +188,7 @@ class _Run:
         sink.feed(data)
 
 
-def supervise(launched, limits, out_sink, err_sink, cg=None):
+def supervise(launched, limits, out_sink, err_sink, cg=None, cancel=None, relay_timeout=None):
     run = _Run(launched, limits, cg)
     o = run.o
     streams = {launched.out: (out_sink, True), launched.errout: (err_sink, False)}
@@ -182,7 +198,7 @@ def supervise(launched, limits, out_sink, err_sink, cg=None):
             relaying = [s for s in (out_sink, err_sink) if s.pending and not s.broken]
             if not open_fds:
                 for sink in relaying:            # the sandbox is gone: finish the relay
-                    sink.write_some(block=True)
+                    sink.drain(relay_timeout, cancel)
                 break
             deadline, reason = run.deadline()
             now = time.monotonic()
@@ -190,14 +206,22 @@ def supervise(launched, limits, out_sink, err_sink, cg=None):
                 run.kill(reason)
                 continue
             poller = select.poll()
+            gone = o.killed is not None or o.t_end is not None
             for fd in open_fds:
                 sink = streams.get(fd, (None,))[0]
-                if sink is None or len(sink.pending) < PENDING_MAX:   # a full relay stops reading: backpressure
+                # A full relay stops reading (backpressure) while the program lives; once it is
+                # gone the pipe holds at most its capacity, and its EOF must be seen.
+                if sink is None or len(sink.pending) < PENDING_MAX or gone:
                     poller.register(fd, POLLIN)
             for sink in relaying:
                 poller.register(sink.fd, POLLOUT)
+            if cancel is not None and o.killed is None:
+                poller.register(cancel, POLLIN)
             timeout = -1 if deadline is None else int((deadline - now) * 1000) + 1
             for fd, _ in poller.poll(timeout):
+                if fd == cancel and fd not in open_fds:
+                    run.kill("cancelled")
+                    continue
                 if fd not in open_fds:
                     for sink in relaying:
                         if sink.fd == fd:

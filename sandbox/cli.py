@@ -288,9 +288,7 @@ def cmd_check(argv):
     if interpreter:
         # Reuse the script path check with a stand-in script: it reports a missing interpreter
         # (looked up in the image for an image root).
-        env = dict(e.split("=", 1) for e in ((img.image["config"].get("Env") or []) if img else []) if "=" in e)
-        env.update(p.get("env", {}))
-        plan_mod._program(p, plan_mod.Request(script=__file__), env, img)
+        plan_mod._program(p, plan_mod.Request(script=__file__), plan_mod.environment(p, img), img)
     print(f"{argv[0]}: ok ({' <- '.join(os.path.basename(c) for c in p.chain)})")
     return 0
 

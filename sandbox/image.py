@@ -197,9 +197,20 @@ class Store:
             raise
 
     @staticmethod
-    def _config(raw):
-        c = raw.get("config") or {}
-        return {k: c.get(k) for k in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User")}
+    def _diff_ids(config, layers, where):
+        """The config's rootfs.diff_ids (hex), checked to be one per layer of the manifest."""
+        diff_ids = [d.split(":", 1)[1] for d in config.get("rootfs", {}).get("diff_ids", [])]
+        if len(diff_ids) != len(layers):
+            raise ImageError("the config's rootfs.diff_ids do not match the manifest's layers", where,
+                             "the image is malformed")
+        return diff_ids
+
+    @staticmethod
+    def _record(fmt, unpacked, config):
+        """The image record from [(diff_id, size)] and the image config."""
+        c = config.get("config") or {}
+        return {"format": fmt, "layers": [d for d, _ in unpacked], "sizes": dict(unpacked),
+                "config": {k: c.get(k) for k in ("Env", "Cmd", "Entrypoint", "WorkingDir", "User")}}
 
     def _import_docker(self, src):
         import json
@@ -210,15 +221,11 @@ class Store:
         config_bytes = src.read(entry["Config"])
         _verify_named(entry["Config"], config_bytes, "docker-save config")
         config = json.loads(config_bytes)
-        diff_ids = [d.split(":", 1)[1] for d in config.get("rootfs", {}).get("diff_ids", [])]
-        if len(diff_ids) != len(entry.get("Layers", [])):
-            raise ImageError("the config's rootfs.diff_ids do not match the manifest's layers", "docker-save",
-                             "the tarball is malformed")
+        diff_ids = self._diff_ids(config, entry.get("Layers", []), "docker-save")
         out = []
         for i, (path, diff_id) in enumerate(zip(entry["Layers"], diff_ids, strict=True)):
             out.append(self._layer(lambda p=path: src.open(p), f"docker-save layer {i} ({path})", diff_id=diff_id))
-        return {"format": "docker-save", "layers": [d for d, _ in out], "sizes": dict(out),
-                "config": self._config(config)}
+        return self._record("docker-save", out, config)
 
     def _import_oci(self, src):
         import json
@@ -226,10 +233,7 @@ class Store:
         desc = _pick_manifest(src, index)
         manifest = json.loads(src.blob(desc))
         config = json.loads(src.blob(manifest["config"]))
-        diff_ids = [d.split(":", 1)[1] for d in config.get("rootfs", {}).get("diff_ids", [])]
-        if len(diff_ids) != len(manifest.get("layers", [])):
-            raise ImageError("the config's rootfs.diff_ids do not match the manifest's layers", "OCI layout",
-                             "the image is malformed")
+        diff_ids = self._diff_ids(config, manifest.get("layers", []), "OCI layout")
         out = []
         for i, (layer, diff_id) in enumerate(zip(manifest["layers"], diff_ids, strict=True)):
             where = f"OCI layer {i} ({layer['digest']})"
@@ -239,7 +243,7 @@ class Store:
                                  "export the image with gzip or uncompressed layers")
             out.append(self._layer(lambda desc=layer: src.open(_blob_path(desc)), where,
                                    blob_digest=layer["digest"], diff_id=diff_id))
-        return {"format": "oci", "layers": [d for d, _ in out], "sizes": dict(out), "config": self._config(config)}
+        return self._record("oci", out, config)
 
     def _import_rootfs(self, src):
         diff_id, size = self._layer(src.open_self, "root filesystem tar")

@@ -137,16 +137,22 @@ def _exec_step(argv, env):
                             "without #!): run it through an interpreter profile"})
 
 
+def environment(profile, img=None, extra=None):
+    """The program's whole environment: an image's own Env, then the profile's, then the
+    caller's; a null value removes a variable."""
+    config = img.image["config"] if img else {}
+    env = dict(e.split("=", 1) for e in (config.get("Env") or []) if "=" in e)
+    env.update(profile.get("env", {}))
+    env.update(extra or {})
+    return {k: v for k, v in env.items() if v is not None}
+
+
 def build(profile, request):
     """Profile + request -> Plan.  Host checks happen here, so a plan that
     builds can run; errors name the file and key, or the option."""
     img = rootfs.resolve(profile, request.keep_changes)
     config = img.image["config"] if img else {}
-    # An image's own Env, WorkingDir and User apply unless the profile (or the caller) says otherwise.
-    env = dict(e.split("=", 1) for e in (config.get("Env") or []) if "=" in e)
-    env.update(profile.get("env", {}))
-    env.update(request.env)
-    env = {k: v for k, v in env.items() if v is not None}
+    env = environment(profile, img, request.env)
     delegation = cgroup_mod.discover(profile.get("cgroup_parent"))
     if not delegation and (request.require_cgroup or profile.get("require_cgroup")):
         where = "--require-cgroup" if request.require_cgroup else f"{profile.origin('require_cgroup')}: require_cgroup"

@@ -9,7 +9,8 @@ from . import limits as limits_mod
 from .errors import EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_SANDBOX
 from .units import format_duration, format_size, human_size
 
-__version__ = "0.1.0"
+from . import __version__
+
 PRECEDENCE = ("XX", "TLE", "MLE", "OLE", "SYS", "SG", "RE", "OK")
 SIGNAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
             8: "SIGFPE", 9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE",

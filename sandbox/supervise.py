@@ -63,8 +63,9 @@ class Sink:
                 return
             self.write_some()
 
-    def write_some(self, block=False):
-        while self.pending and not self.broken:
+    def write_some(self):
+        """One write, of what the fd surely takes without blocking (see `chunk`)."""
+        if self.pending and not self.broken:
             try:
                 n = os.write(self.fd, self.pending[:self.chunk])
             except BlockingIOError:
@@ -74,8 +75,6 @@ class Sink:
                 self.pending.clear()
                 return
             del self.pending[:n]
-            if not block:
-                return
 
 
 class Outcome:

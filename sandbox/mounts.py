@@ -124,7 +124,9 @@ def steps(profile, binds, img=None):
 
     root_size = profile.get("rootfs", {}).get("size", 1 << 20)
     layers = rootfs.sources(img, len(held)) if img else []
-    base = root_base([os.path.realpath(b.src) for b in held] + [os.path.realpath(p) for _, p in layers])
+    # bind sources are opened before the build mount can hide them; only fuse-overlayfs
+    # re-resolves paths (the image's layers), so only those need resolving here
+    base = root_base([b.src for b in held] + [os.path.realpath(p) for _, p in layers])
     if img:
         root = rootfs.root_step(img, layers, base)
     else:

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 
 from . import runner
 from .profile import load as load_profile
@@ -58,6 +59,8 @@ class Artifact:
         os.chmod(self.path, 0o755)
         self._plans = {}
         self.limits = limits
+        # removed by close(), or when the Artifact is collected if a caller forgets
+        self._cleanup = weakref.finalize(self, shutil.rmtree, self.dir, True)
 
     def plan(self, limits=None, extra_files=None):
         """One prepared plan per set of limits: profile loading and checks happen once."""
@@ -76,7 +79,7 @@ class Artifact:
                               relay_timeout=relay_timeout)
 
     def close(self):
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._cleanup()
 
     def __enter__(self):
         return self

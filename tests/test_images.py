@@ -316,3 +316,43 @@ def test_missing_image_and_conflicting_rootfs_are_clear_errors(images, two_layer
     assert r.returncode == 125 and b"rootfs.image and rootfs.binds cannot both be set" in r.stderr
     r = images("run", "--profile", "shell", "--keep-changes", "/tmp/x", "--", "true")
     assert r.returncode == 125 and b"--keep-changes needs an image root" in r.stderr
+
+
+def test_image_command_errors(images, box):
+    notatar = images.file("notatar")
+    with open(notatar, "w") as f:
+        f.write("plain text")
+    os.chmod(notatar, 0o644)
+    zstd = images.file("zstd")
+    kit.oci_layout(zstd, [BASE])
+    index = json.load(open(os.path.join(zstd, "index.json")))
+    mpath = os.path.join(zstd, "blobs", "sha256", index["manifests"][0]["digest"].split(":")[1])
+    manifest = json.load(open(mpath))
+    manifest["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd"
+    data = json.dumps(manifest).encode()
+    new = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(zstd, "blobs", "sha256", new), "wb") as f:
+        f.write(data)
+    index["manifests"][0]["digest"] = "sha256:" + new
+    json.dump(index, open(os.path.join(zstd, "index.json"), "w"))
+    images.own(zstd)
+    empty = os.path.join(box, "emptydir")
+    os.mkdir(empty)
+    os.chmod(empty, 0o755)
+    cases = [(["image", "import", "-bad name", notatar], "is not a valid image name"),
+             (["image", "import", "x", notatar], "is not a tar file"),
+             (["image", "import", "x", os.path.join(box, "nothing")], "does not exist"),
+             (["image", "import", "x", zstd], "zstd-compressed layers are not supported"),
+             (["image", "import", "x", empty], "without index.json or manifest.json"),
+             (["image", "frob"], "unknown or incomplete image command"),
+             (["image", "inspect", "nope"], "no image named 'nope'"),
+             (["image", "build", "x", "--packages", "python3"], "no --debian SUITE given"),
+             (["diff", empty], "holds no kept changes"),
+             (["run", "--profile", "shell", "--output", "x", "--", "true"], "--output belongs to sandbox learn"),
+             (["learn", "--profile", "shell", "--output", "x", "--seccomp", "none", "--", "true"],
+              "--seccomp does not apply to sandbox learn")]
+    for args, what in cases:
+        r = images(*args)
+        text = no_traceback(r)
+        assert r.returncode == 125, (args, text)
+        assert what in text and "fix:" in text, (args, text)

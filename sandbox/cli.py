@@ -284,11 +284,7 @@ def cmd_check(argv):
     p = profile_mod.load(argv[0], where="sandbox check")
     img = rootfs.resolve(p)                  # an image root: the image must exist
     mounts.steps(p, mounts.resolve_binds(p), img)
-    interpreter = p.get("script", {}).get("interpreter", [])
-    if interpreter:
-        # Reuse the script path check with a stand-in script: it reports a missing interpreter
-        # (looked up in the image for an image root).
-        plan_mod._program(p, plan_mod.Request(script=__file__), plan_mod.environment(p, img), img)
+    plan_mod.check_interpreter(p, plan_mod.environment(p, img), img)
     print(f"{argv[0]}: ok ({' <- '.join(os.path.basename(c) for c in p.chain)})")
     return 0
 

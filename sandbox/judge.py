@@ -91,14 +91,12 @@ class Artifact:
 def compile(lang, source, limits=None, run_limits=None):
     """Compile `source` (bytes or a host path) in the language's compile profile.
     Returns (Artifact, Result), or (None, Result) when it did not compile."""
-    from .plan import Request, _program, environment
+    from .plan import check_interpreter, environment, script_argv
     lang = language(lang) if isinstance(lang, str) else lang
     profile = load_profile(lang.compile_profile)
     # the compiler must be on the host: say which package is missing, as `run SCRIPT` would
-    _program(profile, Request(script=__file__), environment(profile))
-    argv = [lang.source if a == "{script}" else a for a in profile["script"]["interpreter"]]
-    if "{script}" not in profile["script"]["interpreter"]:
-        argv.append(lang.source)
+    check_interpreter(profile, environment(profile))
+    argv = script_argv(profile, lang.source)
     if isinstance(source, str):
         with open(source, "rb") as f:
             source = f.read()

@@ -76,6 +76,38 @@ def _which(name, path):
     return None
 
 
+def check_interpreter(profile, env, img=None):
+    """Raise ProfileError if the profile's script.interpreter is not found: on the host,
+    or in the image for an image root.  `run SCRIPT`, `sandbox check` and the judge's
+    compile share it, so each names the missing package the same way."""
+    interpreter = profile.get("script", {}).get("interpreter", [])
+    if not interpreter:
+        return
+    prog, path = interpreter[0], env.get("PATH", "/usr/bin:/bin")
+    where = f"{profile.origin('script.interpreter')}: script.interpreter"
+    if img is not None:
+        from .image import which
+        if which(img.store, img.image, prog, path) is None:
+            raise ProfileError(f"interpreter {prog} is not in the image {img.image['name']} (searched PATH={path})",
+                               where, "build or import an image that has it, or change the interpreter")
+        return
+    found = os.path.exists(prog) if "/" in prog else _which(prog, path) is not None
+    if not found:
+        raise ProfileError(f"interpreter {prog} is not present on this host"
+                           + ("" if "/" in prog else f" (searched PATH={path})"), where,
+                           f"install it (e.g. apt install {os.path.basename(prog)}), or use a profile whose "
+                           "interpreter exists (sandbox profiles)")
+
+
+def script_argv(profile, inside, args=()):
+    """The interpreter's argv with the script at `inside`: "{script}" in the interpreter
+    places it there (gcc ... {script} -lm); else it comes last."""
+    interpreter = list(profile.get("script", {}).get("interpreter", []))
+    if "{script}" in interpreter:
+        return [inside if a == "{script}" else a for a in interpreter] + list(args)
+    return interpreter + [inside] + list(args)
+
+
 def _program(profile, request, env, img=None):
     """argv inside the sandbox, and the script bind (host path, path inside) if any."""
     if request.argv:
@@ -87,32 +119,9 @@ def _program(profile, request, env, img=None):
         raise UsageError(f"script {request.script} does not exist", "sandbox run",
                          "check the path (it is read from the host and bound read-only into the sandbox)",
                          exit_code=EXIT_NOT_FOUND)
-    spec = profile.get("script", {})
-    interpreter = list(spec.get("interpreter", []))
-    inside = os.path.join(spec.get("dir", "/box"), os.path.basename(script))
-    if interpreter:
-        prog = interpreter[0]
-        if img is not None:
-            from .image import which
-            found = which(img.store, img.image, prog, env.get("PATH", "/usr/bin:/bin"))
-        else:
-            found = prog if "/" in prog and os.path.exists(prog) else (
-                _which(prog, env.get("PATH", "/usr/bin:/bin")) if "/" not in prog else None)
-        if found is None and img is not None:
-            raise ProfileError(f"interpreter {prog} is not in the image {img.image['name']}"
-                               f" (searched PATH={env.get('PATH', '/usr/bin:/bin')})",
-                               f"{profile.origin('script.interpreter')}: script.interpreter",
-                               "build or import an image that has it, or change the interpreter")
-        if found is None:
-            raise ProfileError(f"interpreter {prog} is not present on this host"
-                               + ("" if "/" in prog else f" (searched PATH={env.get('PATH', '/usr/bin:/bin')})"),
-                               f"{profile.origin('script.interpreter')}: script.interpreter",
-                               f"install it (e.g. apt install {os.path.basename(prog)}), or use a profile whose "
-                               "interpreter exists (sandbox profiles)")
-    # "{script}" in the interpreter places the script there (gcc ... {script} -lm); else it comes last
-    if "{script}" in interpreter:
-        return [inside if a == "{script}" else a for a in interpreter] + request.args, (script, inside)
-    return interpreter + [inside] + request.args, (script, inside)
+    check_interpreter(profile, env, img)
+    inside = os.path.join(profile.get("script", {}).get("dir", "/box"), os.path.basename(script))
+    return script_argv(profile, inside, request.args), (script, inside)
 
 
 def _fork_step(cwd, init_ops):

@@ -8,12 +8,8 @@ from .supervise import Sink, supervise
 
 def _limit_overrides(limits, where):
     checks = profile_mod.SCHEMA["limits"]
-    out = {}
-    for key, value in (limits or {}).items():
-        if key not in checks:
-            profile_mod._unknown({key: value}, checks, where)
-        out[key] = checks[key](value, f"{where}.{key}")
-    return out
+    profile_mod._unknown(limits or {}, checks, where)
+    return {key: checks[key](value, f"{where}.{key}") for key, value in (limits or {}).items()}
 
 
 def _open_in(stdin, closing):

@@ -247,9 +247,7 @@ def resolve(ref, relative_to=None, where="seccomp"):
         raw = profile_mod._read_yaml(path)
         if not isinstance(raw, dict):
             _fail(name, f"a policy must be a mapping, got {type(raw).__name__}", "write KEY: VALUE lines")
-        for key in raw:
-            if key not in ("description", "extends", "default_action", "rules", "remove"):
-                profile_mod._unknown({key: 1}, ("description", "extends", "default_action", "rules", "remove"), name)
+        profile_mod._unknown(raw, ("description", "extends", "default_action", "rules", "remove"), name)
         layer = {}
         if "default_action" in raw:
             layer["default"] = _action(raw["default_action"], f"{name}: default_action")

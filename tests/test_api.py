@@ -52,6 +52,18 @@ except sandbox.ProfileError as e:
     assert out["where"] == "--profile" and "py311" in out["fix"] and out["code"] == 125
 
 
+def test_unknown_limit_key_in_the_api_is_a_profile_error(user):
+    out = api(user, """
+import json, sandbox
+try:
+    sandbox.run("shell", ["true"], limits={"memroy": "1G"})
+except sandbox.ProfileError as e:
+    print(json.dumps({"where": e.where, "what": e.what, "fix": e.fix, "code": e.exit_code}))
+""")
+    assert out["where"] == "limits.memroy" and out["what"] == "unknown key 'memroy'"
+    assert out["fix"] == "did you mean 'memory'?" and out["code"] == 125
+
+
 def test_setup_failure_is_a_result_with_status_xx(user):
     out = api(user, """
 import json, sandbox

@@ -318,6 +318,17 @@ def test_missing_image_and_conflicting_rootfs_are_clear_errors(images, two_layer
     assert r.returncode == 125 and b"--keep-changes needs an image root" in r.stderr
 
 
+def test_interpreter_missing_from_the_image_is_a_clear_error(images, two_layers):
+    """The interpreter is looked up in the image, not on the host (where python3 exists)."""
+    p = images.profile(two_layers, script={"interpreter": ["python3"]})
+    script = images.sbx.script("s.py", "print(1)\n")
+    for r in (images("run", "--profile", p, script), images("check", p)):
+        text = no_traceback(r)
+        assert r.returncode == 125, text
+        assert "script.interpreter" in text and "interpreter python3 is not in the image two (searched PATH=/bin)" in text
+        assert "build or import an image that has it" in text
+
+
 def test_image_command_errors(images, box):
     notatar = images.file("notatar")
     with open(notatar, "w") as f:

@@ -6,7 +6,7 @@ PyYAML (profiles come from a cache), no json unless --report is given.
 import os
 import sys
 
-from .errors import EXIT_SANDBOX, SandboxError, UsageError
+from .errors import EXIT_SANDBOX, SandboxError, UsageError, did_you_mean
 
 USAGE = """\
 usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
@@ -80,10 +80,8 @@ def _parse_run(argv):
             i += 1
             continue
         if name not in VALUE_OPTIONS:
-            import difflib
-            close = difflib.get_close_matches(name, sorted(VALUE_OPTIONS | FLAG_OPTIONS), n=1)
             raise UsageError(f"unknown option {name}", "sandbox run",
-                             f"did you mean {close[0]}?" if close else "see sandbox --help")
+                             did_you_mean(name, sorted(VALUE_OPTIONS | FLAG_OPTIONS), "see sandbox --help", quote=False))
         if not eq:
             if i + 1 >= len(argv):
                 raise UsageError(f"{name} needs a value", name, "see sandbox --help")

@@ -9,6 +9,16 @@ EXIT_CANNOT_EXEC = 126  # the program exists but cannot be executed
 EXIT_NOT_FOUND = 127    # the program or script does not exist
 
 
+def did_you_mean(word, choices, otherwise="", quote=True):
+    """The fix for a misspelt name: "did you mean 'X'?" for the closest of
+    `choices`, else `otherwise`.  (difflib is imported only on this error path.)"""
+    import difflib
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    if not close:
+        return otherwise
+    return f"did you mean '{close[0]}'?" if quote else f"did you mean {close[0]}?"
+
+
 class SandboxError(Exception):
     exit_code = EXIT_SANDBOX
 

@@ -16,7 +16,7 @@ import marshal
 import os
 import stat
 
-from .errors import SandboxError
+from .errors import SandboxError, did_you_mean
 
 # Importing, verifying and unpacking need tarfile, gzip, hashlib, json: they are
 # imported where they are used, so that a run on an image imports none of them
@@ -88,10 +88,9 @@ class Store:
             with open(os.path.join(self.images, name + ".json")) as f:
                 record = json.load(f)
         except FileNotFoundError:
-            import difflib
-            close = difflib.get_close_matches(name, self.names(), n=1)
+            close = did_you_mean(name, self.names())
             raise ImageError(f"no image named {name!r} in the store {self.root}", where,
-                             (f"did you mean {close[0]!r}? " if close else "")
+                             (close + " " if close else "")
                              + f"import one (sandbox image import {name} FILE) or build one "
                                f"(sandbox image build {name} --debian bookworm --packages python3)") from None
         try:                                     # the fast copy for the next run
@@ -169,9 +168,12 @@ class Store:
         from . import layers
         if blob_digest:
             with opener() as raw:
-                h = _HashingReader(raw)
+                h = layers.HashingReader(raw)
                 h.drain()
-                h.verify(blob_digest, where)
+            algo, _, want = blob_digest.partition(":")
+            if algo != "sha256" or h.sha.hexdigest() != want:
+                raise ImageError(f"digest mismatch: the blob is sha256:{h.sha.hexdigest()}, the manifest says "
+                                 f"{blob_digest}", where, "the file is damaged or was altered; get it again")
         work = os.path.join(self.tmp, uuid.uuid4().hex)
         os.mkdir(work)
         try:
@@ -266,27 +268,6 @@ def _maybe_gunzip(f):
     if not f.seekable():
         return f
     return gzip.GzipFile(fileobj=f) if _is_gzip(f) else f
-
-
-class _HashingReader:
-    def __init__(self, raw):
-        import hashlib
-        self.raw, self.sha = raw, hashlib.sha256()
-
-    def read(self, n=-1):
-        data = self.raw.read(n)
-        self.sha.update(data)
-        return data
-
-    def drain(self):
-        while self.read(1 << 20):
-            pass
-
-    def verify(self, digest, where):
-        algo, _, want = digest.partition(":")
-        if algo != "sha256" or self.sha.hexdigest() != want:
-            raise ImageError(f"digest mismatch: the blob is sha256:{self.sha.hexdigest()}, the manifest says {digest}",
-                             where, "the file is damaged or was altered; get it again")
 
 
 def _blob_path(desc):

@@ -33,8 +33,8 @@ class LayerError(SandboxError):
     """A layer tarball that cannot be accepted."""
 
 
-class _Hashing:
-    """A read-only file object that hashes what passes through it (the layer's diff_id)."""
+class HashingReader:
+    """A read-only file object that hashes what passes through it (a layer's diff_id, a blob's digest)."""
 
     def __init__(self, raw):
         self.raw, self.sha, self.size = raw, hashlib.sha256(), 0
@@ -108,7 +108,7 @@ def _remove(dfd, name):
 def extract(stream, dest, where, max_bytes=MAX_LAYER_BYTES):
     """Unpack the tar `stream` into the empty directory `dest`.  Returns
     (sha256 hex of the uncompressed tar, its size, a summary dict)."""
-    h = _Hashing(stream)
+    h = HashingReader(stream)
     tree = _Tree(dest, where)
     seen, dir_modes, total = {}, {}, 0
     summary = {"files": 0, "dropped_devices": 0, "cleared_setuid": 0, "whiteouts": 0, "opaque": 0}

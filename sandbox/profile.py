@@ -14,7 +14,7 @@ lists included, is replaced.
 import marshal
 import os
 
-from .errors import ProfileError
+from .errors import ProfileError, did_you_mean
 from .units import parse_duration, parse_size
 
 SCHEMA_VERSION = 2
@@ -260,10 +260,8 @@ SCHEMA = {
 def _unknown(mapping, known, where):
     for key in mapping:
         if key not in known:
-            import difflib
-            close = difflib.get_close_matches(str(key), list(known), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
-            _fail(f"{where}.{key}" if where else str(key), f"unknown key '{key}'", hint)
+            _fail(f"{where}.{key}" if where else str(key), f"unknown key '{key}'",
+                  did_you_mean(key, known, f"known keys: {', '.join(known)}"))
 
 
 def _validate(raw, schema, where, origins, path):
@@ -327,11 +325,9 @@ def locate(ref, relative_to=None, where="--profile"):
         return path
     path = os.path.join(builtin_dir(), ref + ".yaml")
     if not os.path.isfile(path):
-        import difflib
         names = builtin_names()
-        close = difflib.get_close_matches(ref, names, n=1)
-        hint = f"did you mean '{close[0]}'?" if close else f"built-in profiles: {', '.join(names)}"
-        _fail(where, f"no built-in profile named '{ref}'", hint + " (or give a path to a .yaml file)")
+        _fail(where, f"no built-in profile named '{ref}'",
+              did_you_mean(ref, names, f"built-in profiles: {', '.join(names)}") + " (or give a path to a .yaml file)")
     return path
 
 

@@ -79,9 +79,8 @@ def kernel_overlay_works():
              Step("exec", "", {}, [op("fork"), op("exec", 1, "/nonexistent-sandbox-probe")])]
     try:
         launched = launch.spawn(Plan(None, steps, [], {}, "/", {}, None, None).encode(), os.open("/dev/null", os.O_RDONLY))
-        from .supervise import supervise
+        from .supervise import Sink, supervise
         limits = {"cpu_time": None, "memory": None, "output": None, "wall_time": 10}
-        from .supervise import Sink
         o = supervise(launched, limits, Sink(capture=True), Sink(capture=True))
         works = bool(o.setup_error) and o.setup_error[0] > len(before)     # it got past the overlay op
     finally:

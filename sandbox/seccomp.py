@@ -22,7 +22,7 @@ import marshal
 import os
 import zlib
 
-from .errors import ProfileError
+from .errors import ProfileError, did_you_mean
 
 POLICY_DIR = "seccomp"            # inside the built-in profiles directory
 NOTIFY_FD, ERR_FD = 6, 4          # the launcher's descriptors that the program process uses after loading
@@ -86,10 +86,8 @@ def _value(v, where):
             return _value(int(v, 0), where)
         except ValueError:
             pass
-        import difflib
-        close = difflib.get_close_matches(v, list(SYMBOLS), n=1)
         _fail(where, f"{v!r} is not a number or a known constant",
-              f"did you mean {close[0]}?" if close else f"known constants: {', '.join(sorted(SYMBOLS))}")
+              did_you_mean(v, SYMBOLS, f"known constants: {', '.join(sorted(SYMBOLS))}", quote=False))
     _fail(where, f"{v!r} is not a number", "write a number, 0x hex, or a constant such as AF_INET")
 
 
@@ -115,9 +113,7 @@ def _alternatives(arg, cond, where):
         return [(arg, "masked_eq", _value(cond["masked"], f"{where}.masked"), _value(cond["eq"], f"{where}.eq"))]
     (op, v), = cond.items()
     if op not in OPS:
-        import difflib
-        close = difflib.get_close_matches(str(op), OPS, n=1)
-        _fail(f"{where}.{op}", f"unknown operator '{op}'", f"did you mean '{close[0]}'?" if close else f"operators: {', '.join(OPS)}")
+        _fail(f"{where}.{op}", f"unknown operator '{op}'", did_you_mean(op, OPS, f"operators: {', '.join(OPS)}"))
     where = f"{where}.{op}"
     if op in ("eq", "in"):
         return [(arg, "masked_eq", LOW32, x) for x in _values(v, where)]
@@ -156,10 +152,8 @@ def _syscall_names(names, where, known):
         if not isinstance(name, str):
             _fail(f"{where}[{i}]", f"{name!r} is not a system call name", "write names such as read, mount")
         if name not in known:
-            import difflib
-            close = difflib.get_close_matches(name, list(known), n=1)
             _fail(f"{where}[{i}]" if len(names) > 1 else where, f"unknown system call '{name}' on x86_64",
-                  f"did you mean '{close[0]}'?" if close else "check the name (man 2 syscalls)")
+                  did_you_mean(name, known, "check the name (man 2 syscalls)"))
         out.append(name)
     return out
 
@@ -167,11 +161,8 @@ def _syscall_names(names, where, known):
 def _rule(raw, where, known):
     if not isinstance(raw, dict):
         _fail(where, f"a rule is a mapping, got {raw!r}", "write {syscall: NAME, action: ACTION}")
-    for key in raw:
-        if key not in ("syscall", "syscalls", "action", "when"):
-            import difflib
-            close = difflib.get_close_matches(str(key), ["syscall", "syscalls", "action", "when"], n=1)
-            _fail(f"{where}.{key}", f"unknown key '{key}'", f"did you mean '{close[0]}'?" if close else "keys: syscall(s), action, when")
+    from . import profile as profile_mod
+    profile_mod._unknown(raw, ("syscall", "syscalls", "action", "when"), where)
     if ("syscall" in raw) == ("syscalls" in raw):
         _fail(where, "a rule needs exactly one of syscall or syscalls", "write syscall: NAME or syscalls: [A, B]")
     if "syscall" in raw:
@@ -222,10 +213,9 @@ def locate(ref, relative_to, where):
     if not os.path.isfile(path):
         d = os.path.join(profile_mod.builtin_dir(), POLICY_DIR)
         names = sorted(f[:-5] for f in os.listdir(d) if f.endswith(".yaml")) if os.path.isdir(d) else []
-        import difflib
-        close = difflib.get_close_matches(ref, names, n=1)
+        close = did_you_mean(ref, names)
         _fail(where, f"no built-in seccomp policy named '{ref}'",
-              (f"did you mean '{close[0]}'? " if close else "") + f"built-in policies: {', '.join(names)}; or none, or a path")
+              (close + " " if close else "") + f"built-in policies: {', '.join(names)}; or none, or a path")
     return path
 
 

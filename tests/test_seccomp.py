@@ -248,6 +248,8 @@ BAD_POLICIES = {
     "kill_and_log": ("default_action: allow\nrules: [{syscall: read, action: kill, when: {arg0: 5}},"
                      " {syscall: read, action: log}]\n", ["'read' has both kill and log rules"]),
     "unknown_key": ("default_action: allow\nrulez: []\n", ["rulez", "did you mean 'rules'?"]),
+    "unknown_rule_key": ("default_action: allow\nrules: [{syscal: mount, action: kill}]\n",
+                         ["bad.yaml: rules[0].syscal", "unknown key 'syscal'", "did you mean 'syscall'?"]),
     "missing_extends": ("extends: defualt\n", ["bad.yaml: extends", "no built-in seccomp policy named 'defualt'",
                                                "did you mean 'default'?"]),
 }

@@ -16,6 +16,11 @@ from .errors import UsageError
 DEFAULT_OUT_MAX = 64 << 20
 
 
+def bind(src, dst, rw=False):
+    """A bind of a host path, in the form profile.parse_bind gives."""
+    return {"src": src, "dst": dst, "rw": rw, "optional": False}
+
+
 class Workdir:
     """A private host directory: the run's working directory, read-write."""
 
@@ -25,7 +30,7 @@ class Workdir:
         os.chmod(self.path, 0o755)
 
     def bind(self, inside):
-        return {"src": self.path, "dst": inside, "rw": True, "optional": False}
+        return bind(self.path, inside, rw=True)
 
     def remove(self):
         import shutil
@@ -50,7 +55,7 @@ def inputs(files_in, scratch, workdir=None, cwd=None):
                 raise UsageError(f"{host} (for {inside}) cannot be read: {e.strerror}", "files_in",
                                  "give an existing, readable file, or the bytes themselves") from None
             if content is None:
-                binds.append({"src": host, "dst": inside, "rw": False, "optional": False})
+                binds.append(bind(host, inside))
                 continue
         if workdir and inside.startswith(cwd.rstrip("/") + "/"):
             rel = inside[len(cwd.rstrip("/")) + 1:]
@@ -66,7 +71,7 @@ def inputs(files_in, scratch, workdir=None, cwd=None):
         with open(host, "wb") as f:
             f.write(content)
         os.chmod(host, 0o644)
-        binds.append({"src": host, "dst": inside, "rw": False, "optional": False})
+        binds.append(bind(host, inside))
     return binds
 
 

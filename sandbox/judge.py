@@ -19,6 +19,7 @@ import time
 import weakref
 
 from . import runner
+from .files import bind
 from .profile import load as load_profile
 
 WORK = "/box"
@@ -66,9 +67,8 @@ class Artifact:
         """One prepared plan per set of limits: profile loading and checks happen once."""
         key = (tuple(sorted((limits or self.limits or {}).items())), tuple(sorted((extra_files or {}).items())))
         if key not in self._plans:
-            binds = [{"src": self.path, "dst": f"{WORK}/{self.lang.artifact}", "rw": False, "optional": False}]
-            binds += [{"src": host, "dst": inside, "rw": False, "optional": False}
-                      for inside, host in (extra_files or {}).items()]
+            binds = [bind(self.path, f"{WORK}/{self.lang.artifact}")]
+            binds += [bind(host, inside) for inside, host in (extra_files or {}).items()]
             self._plans[key] = runner.prepare(self.lang.run_profile, self.lang.run_argv,
                                               limits=limits or self.limits, binds=binds)
         return self._plans[key]
@@ -125,8 +125,7 @@ def interact(solution, interactor_argv, *, interactor_profile="py311", interacto
     cancel_sol_r, cancel_sol_w = os.pipe()
     cancel_int_r, cancel_int_w = os.pipe()
     int_plan = runner.prepare(interactor_profile, interactor_argv, limits=interactor_limits,
-                              binds=[{"src": h, "dst": i, "rw": False, "optional": False}
-                                     for i, h in (interactor_files or {}).items()])
+                              binds=[bind(host, inside) for inside, host in (interactor_files or {}).items()])
     results, done = {}, {"sol": threading.Event(), "int": threading.Event()}
 
     def side(name, fn):

@@ -139,6 +139,25 @@ def clean_stale(base):
         RunCgroup(f"{base}/{name}").remove()
 
 
+def settings(limits, cpuset=None):
+    """The files a run's cgroup is given, as (name, value): RunCgroup.create
+    writes them and --explain shows them.  Files not listed keep the kernel's
+    default (max)."""
+    out = []
+    if limits["memory"] is not None:
+        # oom.group: an OOM kills the whole sandbox at once, its init included, rather than
+        # whichever processes the killer picks one after another (a verdict that depends on
+        # luck); CPU stays exact, it comes from cpu.stat.
+        out += [("memory.max", str(limits["memory"])), ("memory.swap.max", "0"), ("memory.oom.group", "1")]
+    if limits["processes"] is not None:
+        out.append(("pids.max", str(limits["processes"] + 1)))         # + the sandbox's init
+    if limits.get("cpus") is not None:
+        out.append(("cpu.max", f"{int(limits['cpus'] * 100000)} 100000"))
+    if cpuset:
+        out.append(("cpuset.cpus", cpuset))
+    return out
+
+
 class RunCgroup:
     """One run's cgroup."""
     __slots__ = ("path", "memory_samples", "pids_samples")
@@ -152,19 +171,7 @@ class RunCgroup:
     def create(cls, base, limits, cpuset=None):
         cg = cls(f"{base}/run-{os.getpid()}-{next(_counter)}")
         os.mkdir(cg.path)
-        settings = []
-        if limits["memory"] is not None:
-            # oom.group: an OOM kills the whole sandbox at once, its init included, rather than
-            # whichever processes the killer picks one after another (a verdict that depends on
-            # luck); CPU stays exact, it comes from cpu.stat.
-            settings += [("memory.max", str(limits["memory"])), ("memory.swap.max", "0"), ("memory.oom.group", "1")]
-        if limits["processes"] is not None:
-            settings.append(("pids.max", str(limits["processes"] + 1)))         # + the sandbox's init
-        if limits.get("cpus") is not None:
-            settings.append(("cpu.max", f"{int(limits['cpus'] * 100000)} 100000"))
-        if cpuset:
-            settings.append(("cpuset.cpus", cpuset))
-        for name, value in settings:
+        for name, value in settings(limits, cpuset):
             try:
                 _write(f"{cg.path}/{name}", value)
             except OSError as e:
@@ -233,13 +240,7 @@ def step(d, limits, cpuset):
         return Step("cgroup", "no cgroup: limits by rlimits and sampling (reported as degraded)",
                     {"unavailable": d.reason, "to get one": HOW_TO_DELEGATE}, [])
     params = {"parent": d.base, "run cgroup": "run-<pid>-<n>, fresh for every run, removed after it",
-              "memory.max": limits["memory"] if limits["memory"] is not None else "max",
-              "memory.swap.max": 0 if limits["memory"] is not None else "max",
-              "memory.oom.group": "1: an OOM kills the whole sandbox" if limits["memory"] is not None else 0,
-              "pids.max": limits["processes"] + 1 if limits["processes"] is not None else "max",
-              "cpu.max": f"{int(limits['cpus'] * 100000)} 100000" if limits.get("cpus") else "max"}
-    if cpuset:
-        params["cpuset.cpus"] = cpuset
+              **dict(settings(limits, cpuset)), "files not listed": "the kernel's defaults (max)"}
     if d.leaf:
         params["runner moves to"] = d.leaf + " (no internal processes where controllers are enabled)"
     return Step("cgroup", "a fresh cgroup for this run; the sandbox's init is born in it (CLONE_INTO_CGROUP)",

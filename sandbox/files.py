@@ -37,6 +37,13 @@ class Workdir:
         shutil.rmtree(self.path, ignore_errors=True)       # does not follow the program's symlinks
 
 
+def _readable_file(path, content):
+    """Write an input file readable by whichever user the sandbox runs as (an image may set another)."""
+    with open(path, "wb") as f:
+        f.write(content)
+    os.chmod(path, 0o644)
+
+
 def inputs(files_in, scratch, workdir=None, cwd=None):
     """{path inside: bytes or host path} -> read-only binds (bytes go to files in
     `scratch`).  With a working directory, the files that belong in it are
@@ -46,31 +53,28 @@ def inputs(files_in, scratch, workdir=None, cwd=None):
         if not inside.startswith("/"):
             raise UsageError(f"{inside!r} is not an absolute path inside the sandbox", "files_in",
                              "name where the file goes, e.g. /box/input.txt")
+        in_workdir = workdir is not None and inside.startswith(cwd.rstrip("/") + "/")
         if not isinstance(content, (bytes, bytearray, memoryview)):
             host = os.path.abspath(content)
             try:
                 with open(host, "rb") as f:
-                    content = f.read() if workdir and inside.startswith(cwd.rstrip("/") + "/") else None
+                    content = f.read() if in_workdir else None
             except OSError as e:
                 raise UsageError(f"{host} (for {inside}) cannot be read: {e.strerror}", "files_in",
                                  "give an existing, readable file, or the bytes themselves") from None
             if content is None:
                 binds.append(bind(host, inside))
                 continue
-        if workdir and inside.startswith(cwd.rstrip("/") + "/"):
+        if in_workdir:
             rel = inside[len(cwd.rstrip("/")) + 1:]
             if ".." in rel.split("/"):
                 raise UsageError(f"{inside!r} climbs out with '..'", "files_in", "name a path below the directory")
             host = os.path.join(workdir.path, rel)
             os.makedirs(os.path.dirname(host), exist_ok=True)
-            with open(host, "wb") as f:
-                f.write(content)
-            os.chmod(host, 0o644)
+            _readable_file(host, content)
             continue
         host = os.path.join(scratch, f"in-{i}")
-        with open(host, "wb") as f:
-            f.write(content)
-        os.chmod(host, 0o644)
+        _readable_file(host, content)
         binds.append(bind(host, inside))
     return binds
 

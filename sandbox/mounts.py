@@ -27,7 +27,7 @@ ROOT_BASES = ("/tmp", "/mnt", "/media", "/srv", "/var/tmp")
 def root_base(sources):
     for base in ROOT_BASES:
         if os.path.isdir(base) and not os.path.islink(base) and \
-                not any(p == base or p.startswith(base + "/") for p in sources):
+                not any(_under(p, base) for p in sources):
             return base
     return ROOT_BASES[0]
 

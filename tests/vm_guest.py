@@ -68,6 +68,9 @@ def as_user(argv, cgroup, **kw):
 def sandbox(args, cgroup, timeout=120):
     """`sandbox run ARGS` as USER in `cgroup`: (exit status, report or None, stdout, stderr)."""
     report = f"{SCRATCH}/report-{time.monotonic_ns()}.json"
+    # progress on stderr: if the guest hangs, the host's failure message shows where
+    sys.stderr.write(f"[{time.monotonic():.1f}] sandbox run {' '.join(args)[:160]!r}\n")
+    sys.stderr.flush()
     p = as_user([SANDBOX, "run", "--report", report] + args, cgroup)
     out, err = p.communicate(timeout=timeout)
     rep = json.loads(read(report)) if os.path.exists(report) else None

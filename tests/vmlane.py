@@ -36,7 +36,7 @@ CACHE = os.environ.get("SANDBOX_VM_CACHE", "/var/cache/sandbox-vm")
 VIRTIOFSD = "/usr/lib/qemu/virtiofsd"
 BUSYBOX = "/bin/busybox"
 EXIT_TIMEOUT, EXIT_VMFAIL = 124, 125
-PORTS = ("lane.stdout", "lane.stderr", "lane.status")
+PORTS = ("lane.stdout", "lane.stderr", "lane.status", "lane.diag")
 MODULES = ("virtio_pci", "virtio_console", "overlay", "fuse", "virtiofs")
 
 STAGE1 = r"""#!/bin/busybox sh
@@ -55,7 +55,7 @@ R=/root2
 for d in var/tmp run; do mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs $R/$d; done
 mkdir -p $R/.lane && cp /bin/busybox /lane/stage2 /lane/cmd.sh $R/.lane/
 n=0; while [ $n -lt 300 ]; do                  # the port names appear asynchronously
-  [ "$(cat /sys/class/virtio-ports/*/name 2>/dev/null | grep -c lane)" = 3 ] && break
+  [ "$(cat /sys/class/virtio-ports/*/name 2>/dev/null | grep -c lane)" = @NPORTS@ ] && break
   usleep 20000; n=$((n+1)); done
 for p in /sys/class/virtio-ports/*; do ln -sf /dev/${p##*/} $R/.lane/$(cat $p/name); done
 [ -e /dev/fuse ] && chmod 0666 /dev/fuse        # what udev would do
@@ -68,9 +68,27 @@ mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 $R/sys/fs/cgroup || 
 exec switch_root $R /.lane/busybox sh /.lane/stage2
 """
 
+# Everything here runs from /.lane (tmpfs) and shell builtins, so that the watchdog still works
+# when the host's files stop answering: a virtiofs request waits killably, which the kernel's
+# hung-task detector does not report, so a hang would otherwise leave no trace at all.
 STAGE2 = r"""B=/.lane/busybox
 $B hostname lane; $B ip link set lo up 2>/dev/null
 echo "boot=$($B cut -d' ' -f1 /proc/uptime)" >/.lane/lane.status
+diag() {        # the kernel's last words, then every user task: state, wait channel, kernel stack
+  echo "== kernel log, last lines:"; $B dmesg | $B tail -n 30
+  for d in /proc/[0-9]*; do
+    st=; pp=; name=
+    while read -r k v; do
+      case $k in Name:) name=$v;; State:) st=$v;; PPid:) pp=$v;; esac
+    done < $d/status
+    case ${d#/proc/}:$pp in 2:*|*:2) continue;; esac            # kernel threads
+    read -r w < $d/wchan
+    echo "== ${d#/proc/} ($name) ppid=$pp state=$st wchan=$w"
+    while read -r l; do echo "     $l"; done < $d/stack
+  done 2>/dev/null
+}
+( $B sleep @WATCHDOG@; diag >/.lane/lane.diag 2>&1
+  echo "rc=124 watchdog=@WATCHDOG@" >/.lane/lane.status; $B poweroff -f ) &
 /bin/sh /.lane/cmd.sh </dev/null >/.lane/lane.stdout 2>/.lane/lane.stderr
 echo "rc=$? end=$($B cut -d' ' -f1 /proc/uptime)" >/.lane/lane.status
 $B poweroff -f
@@ -82,7 +100,7 @@ class Unavailable(Exception):
 
 
 class Result:
-    __slots__ = ("returncode", "stdout", "stderr", "console", "wall_s", "accel")
+    __slots__ = ("returncode", "stdout", "stderr", "console", "diag", "wall_s", "accel")
 
     def __init__(self, **kw):
         for k, v in kw.items():
@@ -193,6 +211,10 @@ def _kvm_usable():
         os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 
+def _labelled(name, text):
+    return f"--- {name}:\n{text}" if text.strip() else ""
+
+
 def _stop(p, grace):
     try:
         p.wait(timeout=grace)
@@ -223,13 +245,16 @@ def run(argv, *, timeout=600, env=None, cwd="/", mem_mb=1536, smp=2):
         genv.update(env or {})
         cmd = "#!/bin/sh\n" + "".join(f"export {k}={shlex.quote(v)}\n" for k, v in genv.items())
         cmd += f"cd {shlex.quote(cwd)} || exit 126\nexec {' '.join(shlex.quote(a) for a in argv)}\n"
+        # the guest's own watchdog fires first, leaving time to describe the hang before the host gives up
+        watchdog = int(max(timeout - 40, timeout * 0.8))
         mods = _modules(_moddir(vmlinuz))
         with open(BUSYBOX, "rb") as f:
             busybox = f.read()
         files = [(d, stat.S_IFDIR | 0o755, b"", (0, 0)) for d in ("bin", "dev", "proc", "sys", "lane", "lane/mod")]
         files += [("dev/console", stat.S_IFCHR | 0o600, b"", (5, 1)), ("bin/busybox", stat.S_IFREG | 0o755, busybox, (0, 0)),
-                  ("init", stat.S_IFREG | 0o755, STAGE1.encode(), (0, 0)),
-                  ("lane/stage2", stat.S_IFREG | 0o755, STAGE2.encode(), (0, 0)),
+                  ("init", stat.S_IFREG | 0o755, STAGE1.replace("@NPORTS@", str(len(PORTS))).encode(), (0, 0)),
+                  ("lane/stage2", stat.S_IFREG | 0o755, STAGE2.replace("@WATCHDOG@", str(watchdog)).encode(),
+                   (0, 0)),
                   ("lane/cmd.sh", stat.S_IFREG | 0o755, cmd.encode(), (0, 0)),
                   ("lane/modules", stat.S_IFREG | 0o644, "".join(n + "\n" for n, _ in mods).encode(), (0, 0))]
         files += [(f"lane/mod/{n}", stat.S_IFREG | 0o644, d, (0, 0)) for n, d in mods]
@@ -278,21 +303,28 @@ def run(argv, *, timeout=600, env=None, cwd="/", mem_mb=1536, smp=2):
             q = subprocess.Popen(["timeout", "-s", "KILL", str(int(timeout) + 15)] + qemu, stdin=subprocess.DEVNULL,
                                  stdout=log, stderr=log, start_new_session=True)
         procs.append(q)
-        try:
-            q.wait(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        _stop(q, 0)
 
         def read(name):
             with open(out[name], "rb") as f:
                 return f.read().decode(errors="replace")
-        status = read("lane.status")
-        m = re.search(r"rc=(\d+)", status)
+
+        # The command's status is the result: once it is written, a guest that is slow to power
+        # off is stopped rather than waited for.
+        deadline, done_at, timed_out = t0 + timeout, None, False
+        while q.poll() is None:
+            now = time.monotonic()
+            if done_at is None and "rc=" in read("lane.status"):
+                done_at = now
+            if now > deadline or (done_at and now - done_at > 10):
+                timed_out = done_at is None
+                break
+            time.sleep(0.1)
+        _stop(q, 0)
+        m = re.search(r"rc=(\d+)", read("lane.status"))
         rc = EXIT_TIMEOUT if timed_out else int(m.group(1)) if m else EXIT_VMFAIL
         return Result(returncode=rc, stdout=read("lane.stdout"), stderr=read("lane.stderr"),
-                      console=read("console") + read("qemu.log"), wall_s=time.monotonic() - t0, accel=accel)
+                      console=_labelled("virtiofsd", read("virtiofsd.log")) + read("qemu.log") + read("console"),
+                      diag=read("lane.diag"), wall_s=time.monotonic() - t0, accel=accel)
     finally:
         for p in reversed(procs):
             _stop(p, 2)
@@ -318,7 +350,7 @@ def main():
     sys.stdout.write(r.stdout)
     sys.stderr.write(r.stderr)
     if r.returncode in (EXIT_TIMEOUT, EXIT_VMFAIL):
-        sys.stderr.write(f"--- vmlane: guest console:\n{r.console[-3000:]}\n")
+        sys.stderr.write(f"--- vmlane: guest console:\n{r.console[-3000:]}\n--- vmlane: tasks:\n{r.diag}\n")
     sys.stderr.write(f"--- vmlane: rc={r.returncode} accel={r.accel} wall={r.wall_s:.1f}s\n")
     return r.returncode
 

@@ -36,11 +36,11 @@ def guest(user):
     if why:
         pytest.skip(f"cgroup v2 VM lane unavailable: {why}")
     r = _boot_guest(user)
-    if r.returncode == vmlane.EXIT_TIMEOUT:
-        # A guest that stops making progress is retried once, and said so: the whole guest hung
-        # once in CI with nothing on its console (the diagnosis below now shows where).  A second
-        # hang, or any other failure, fails every test of the lane.
-        warnings.warn(f"cgroup VM lane: the guest hung and was booted again.\n{_failure(r)}", stacklevel=2)
+    if r.returncode in (vmlane.EXIT_TIMEOUT, vmlane.EXIT_VMFAIL):
+        # A guest that hangs or whose VM fails is booted once more, and said so: the whole guest
+        # hung once in CI with nothing on its console (the diagnosis below now shows where).  A
+        # second failure, or a scenario that fails, fails every test of the lane.
+        warnings.warn(f"cgroup VM lane: the guest failed and was booted again.\n{_failure(r)}", stacklevel=2)
         r = _boot_guest(user)
     if r.returncode != 0:
         pytest.fail(_failure(r), pytrace=False)

@@ -310,7 +310,8 @@ def run(argv, *, timeout=600, env=None, cwd="/", mem_mb=1536, smp=2):
 
         # The command's status is the result: once it is written, a guest that is slow to power
         # off is stopped rather than waited for.
-        deadline, done_at, timed_out = t0 + timeout, None, False
+        # A dead virtiofsd leaves the guest waiting forever on its next file access: stop there.
+        deadline, done_at, timed_out, fs_died = t0 + timeout, None, False, None
         while q.poll() is None:
             now = time.monotonic()
             if done_at is None and "rc=" in read("lane.status"):
@@ -318,11 +319,14 @@ def run(argv, *, timeout=600, env=None, cwd="/", mem_mb=1536, smp=2):
             if now > deadline or (done_at and now - done_at > 10):
                 timed_out = done_at is None
                 break
+            if done_at is None and procs[0].poll() is not None:
+                fs_died = f"vmlane: virtiofsd exited (status {procs[0].returncode}) while the guest ran\n"
+                break
             time.sleep(0.1)
         _stop(q, 0)
         m = re.search(r"rc=(\d+)", read("lane.status"))
-        rc = EXIT_TIMEOUT if timed_out else int(m.group(1)) if m else EXIT_VMFAIL
-        return Result(returncode=rc, stdout=read("lane.stdout"), stderr=read("lane.stderr"),
+        rc = EXIT_TIMEOUT if timed_out else EXIT_VMFAIL if fs_died else int(m.group(1)) if m else EXIT_VMFAIL
+        return Result(returncode=rc, stdout=read("lane.stdout"), stderr=read("lane.stderr") + (fs_died or ""),
                       console=_labelled("virtiofsd", read("virtiofsd.log")) + read("qemu.log") + read("console"),
                       diag=read("lane.diag"), wall_s=time.monotonic() - t0, accel=accel)
     finally:

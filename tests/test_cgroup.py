@@ -25,8 +25,10 @@ def _boot_guest(user):
 
 
 def _failure(r):
+    tasks = r.diag[:8000] or ("(none: its watchdog never ran, so the whole guest stood still, not one task in it)"
+                              if r.returncode == vmlane.EXIT_TIMEOUT else "(none: it did not hang)")
     return (f"the guest failed (rc={r.returncode}, {r.wall_s:.0f} s)\n--- guest stderr (progress):\n{r.stderr[-4000:]}\n"
-            f"--- guest stdout:\n{r.stdout[-1000:]}\n--- guest tasks at its watchdog:\n{r.diag[:8000]}\n"
+            f"--- guest stdout:\n{r.stdout[-1000:]}\n--- guest tasks at its watchdog:\n{tasks}\n"
             f"--- console:\n{r.console[-3000:]}")
 
 

@@ -80,7 +80,7 @@ class Sink:
 class Outcome:
     """Raw facts of a run; report.py turns them into a verdict."""
     __slots__ = ("setup_error", "wstatus", "killed", "rusage", "init_self", "init_pid",
-                 "cpu_sampled_us", "mem_peak", "procs_peak", "degraded", "t_spawn", "t_exec", "t_end",
+                 "mem_peak", "procs_peak", "degraded", "t_spawn", "t_exec", "t_end",
                  "out_bytes", "err_bytes", "truncated", "interrupted", "violation", "logged")
 
     def __init__(self):
@@ -90,7 +90,6 @@ class Outcome:
         self.rusage = None               # init's tree, from the launcher: utime µs, stime µs, maxrss KiB, nvcsw, nivcsw
         self.init_self = (0, 0)          # init's own user/sys µs, excluded from the program's time
         self.init_pid = None             # init's pid here, from the launcher
-        self.cpu_sampled_us = 0
         self.mem_peak = 0
         self.procs_peak = 0
         self.degraded = []
@@ -155,11 +154,9 @@ class _Run:
                 if self.cg is not None:
                     # the cgroup counts every process that ever ran in it; init is one of them
                     cpu = self.cg.usage_us() - sum(o.init_self)
-                    if self.cpu_limit_us is not None and cpu > self.cpu_limit_us:
-                        cpu = self.program_cpu_now(cpu)
                     self.cg.sample()
-                o.cpu_sampled_us = cpu
-                if self.cpu_limit_us is not None and cpu > self.cpu_limit_us:
+                limit = self.cpu_limit_us
+                if limit is not None and cpu > limit and self.program_cpu_now(cpu) > limit:
                     self.kill("cpu_time")
                 elif self.mem_limit is not None and mem > self.mem_limit and self.cg is None:
                     self.kill("memory")
@@ -185,8 +182,9 @@ class _Run:
         in between would count as the program's, and under load that alone has
         tipped a run over its limit (TLE at 0.45 s of a 0.5 s limit).  So a kill
         is decided on this reading; the estimate only ever errs high, so it
-        still says when to look."""
-        if self.o.init_pid is None:
+        still says when to look.  Without a cgroup the estimate is init's own
+        reading of the tree, already exact."""
+        if self.cg is None or self.o.init_pid is None:
             return estimate
         try:
             with open(f"/proc/{self.o.init_pid}/schedstat", "rb") as f:

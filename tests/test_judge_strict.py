@@ -208,15 +208,15 @@ def test_real_solutions_get_the_judges_verdict(sbx, progs, name):
 
 
 def test_every_thread_is_charged(sbx, progs):
-    """Four threads of 0.3 s of CPU each: the report holds all 1.2 s, and whenever the
-    threads really overlapped (the program's own clocks say so) CPU time exceeds wall time."""
+    """Four threads of 0.3 s of CPU each: the report holds all 1.2 s (at least what the process's
+    own clock says), and when the threads overlapped, CPU time exceeds wall time."""
     r, rep = run(sbx, progs, "cpp_threads")
     assert rep["status"] == "OK" and r.stdout == b"3\n", rep
     inner_cpu, inner_wall = map(float, r.stderr.decode().split()[:2])
     assert rep["cpu_time_s"] >= 4 * 0.3 and rep["cpu_time_s"] >= inner_cpu - 0.01, (rep["cpu_time_s"], inner_cpu)
     assert rep["wall_time_s"] >= inner_wall
-    if inner_cpu > inner_wall + 0.1:       # ran in parallel (not guaranteed on a loaded single core)
-        assert rep["cpu_time_s"] > rep["wall_time_s"], rep
+    if inner_cpu > rep["wall_time_s"]:    # the threads overlapped (not guaranteed on a loaded machine) ...
+        assert rep["cpu_time_s"] > rep["wall_time_s"], rep     # ... and the report says so
     assert rep["processes_peak"] >= 2      # threads count as pids.peak counts them
 
 

@@ -608,9 +608,11 @@ static void sample(long tick_hz, long page) {
         if (!p) continue;
         unsigned long long ut, st;
         long long cut, cst;
-        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld", &ut, &st, &cut, &cst) != 4) continue;
+        int threads;
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld %*d %*d %d",
+                   &ut, &st, &cut, &cst, &threads) != 5) continue;
         ticks += (long long)(ut + st) + cut + cst;
-        procs++;
+        procs += threads > 0 ? threads : 1;   /* threads count against the processes limit, as in pids.peak */
         snprintf(path, sizeof path, "/proc/%s/statm", e->d_name);
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) continue;
@@ -744,10 +746,13 @@ static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long
             struct signalfd_siginfo si;
             int chld = 0;
             while (read(sfd, &si, sizeof si) == sizeof si) {
-                /* SIGTERM counts only from outside the sandbox (the launcher,
-                 * whose pid our namespace cannot name: 0).  A program that
-                 * signals pid 1 is ignored. */
-                if (si.ssi_signo == SIGTERM && si.ssi_pid == 0) finish(prog, 0, 0, t_fork, now_ns());
+                /* SIGTERM counts only from outside the sandbox: the launcher's
+                 * kill(), whose sender our namespace cannot name (pid 0), with
+                 * si_code SI_USER.  A program that signals pid 1 is ignored,
+                 * also with rt_sigqueueinfo, which lets it write si_pid = 0
+                 * itself but never SI_USER towards another process. */
+                if (si.ssi_signo == SIGTERM && si.ssi_pid == 0 && si.ssi_code == SI_USER)
+                    finish(prog, 0, 0, t_fork, now_ns());
                 if (si.ssi_signo == SIGCHLD) chld = 1;
             }
             if (chld) {

@@ -70,7 +70,6 @@ def test_fork_bomb_stops_at_pids_max_and_the_guest_stays_responsive(guest):
     rep = report(guest["fork_bomb"])
     assert rep["processes_peak"] == 20, rep
     assert rep["limits"]["processes"]["enforced_by"].startswith("cgroup: pids.max")
-    assert guest["fork_bomb"]["elapsed"] < 30
     assert guest["after_fork_bomb"]["stdout"] == "responsive\n"
 
 

@@ -37,6 +37,7 @@ def examples(user):
 
 @pytest.mark.parametrize("problem,submission,expected", _cases(), ids=lambda x: str(x))
 def test_submission_gets_its_verdict(user, examples, box, problem, submission, expected):
+    expected, *details = expected.split()          # "RE SIGABRT": the verdict, then what its details name
     summary_file = os.path.join(box, "summary.json")
     r = user.run([sys.executable, os.path.join(examples, "judge.py"), os.path.join(examples, "problems", problem),
                   os.path.join(examples, "submissions", problem, submission), "--json", summary_file], timeout=300)
@@ -49,3 +50,6 @@ def test_submission_gets_its_verdict(user, examples, box, problem, submission, e
     if expected != "CE":
         assert summary["tests"] and all(t["time_s"] >= 0 and t["memory_bytes"] > 0 for t in summary["tests"])
         assert f"verdict: {expected}" in out and "time" in out and "memory" in out
+    failing = next((t for t in summary["tests"] if t["verdict"] != "AC"), None)
+    for word in details:
+        assert word in failing["message"], failing

@@ -288,8 +288,10 @@ def test_no_mount_or_process_is_left(images, two_layers, backend, user):
     p = images.profile(two_layers, rootfs={"overlay": backend})
     images.run("run", "--profile", p, "--", "true")
     assert table() == before
-    time.sleep(0.2)
-    left = subprocess.run(["pgrep", "-u", str(user.uid), "-f", "fuse-overlayfs"], capture_output=True).stdout
+    deadline = time.monotonic() + 10      # the launcher reaps it before it exits: normally at once
+    while (left := subprocess.run(["pgrep", "-u", str(user.uid), "-f", "fuse-overlayfs"],
+                                  capture_output=True).stdout) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert left == b""
 
 

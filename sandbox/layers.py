@@ -4,9 +4,18 @@ Layer tarballs are untrusted input.  Nothing is ever written outside the
 layer's directory: every path is resolved component by component from a
 directory descriptor with O_NOFOLLOW, so neither `..`, nor an absolute name,
 nor a symlink created by an earlier entry can redirect a write.  Rejected with
-a clear error: escaping names, entries that pass through a symlink, hard links
-to anything not already extracted in this layer, duplicate entries, sparse
-files, files or layers over the size cap.  Neutralised: device nodes (dropped:
+a clear error: escaping names, names with NUL bytes, entries that pass
+through a symlink, hard links to anything not already extracted in this layer,
+duplicate entries, sparse files, mtimes out of range, layers over the size or
+entry cap, and truncated or damaged tar streams (a header cut short or with a
+bad checksum ends Python's tarfile silently; here it is an error).
+
+The size cap (SANDBOX_MAX_LAYER_BYTES) counts what the layer costs on disk,
+not only file contents: every entry costs ENTRY_COST (an inode and, for a
+directory or a long symlink, a block) plus its data (file contents, link
+target).  A layer of empty directories and long symlinks is not free.  The
+entry cap (SANDBOX_MAX_LAYER_ENTRIES) bounds the inodes and the memory an
+import uses.  Neutralised: device nodes (dropped:
 the sandbox brings its own /dev), setuid/setgid bits (cleared), ownership (all
 files belong to the importing user; inside they belong to the sandbox user).
 
@@ -25,12 +34,73 @@ from .errors import SandboxError
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-MAX_LAYER_BYTES = int(os.environ.get("SANDBOX_MAX_LAYER_BYTES", 16 << 30))
+MAX_LAYER_BYTES = 16 << 30          # default of SANDBOX_MAX_LAYER_BYTES
+MAX_LAYER_ENTRIES = 1_000_000       # default of SANDBOX_MAX_LAYER_ENTRIES
+ENTRY_COST = 4096                   # what an entry costs before its data: an inode, a directory's block
+MAX_HEADER_BYTES = 1 << 20          # a PAX or GNU long-name header is read whole into memory: bound it
+MAX_MTIME = 1 << 40                 # seconds; beyond (or inf, nan) no filesystem stores it
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class LayerError(SandboxError):
     """A layer tarball that cannot be accepted."""
+
+
+def limits():
+    """(bytes, entries) a layer may cost, from SANDBOX_MAX_LAYER_BYTES and _ENTRIES; None = no cap."""
+    from .units import UNLIMITED, parse_size
+    out = []
+    for var, default, forms in (("SANDBOX_MAX_LAYER_BYTES", MAX_LAYER_BYTES, "a size (16G, 1048576 or unlimited)"),
+                                ("SANDBOX_MAX_LAYER_ENTRIES", MAX_LAYER_ENTRIES, "a count (1000000 or unlimited)")):
+        text = os.environ.get(var, "")
+        try:
+            if not text:
+                out.append(default)
+            elif text.strip().lower() in UNLIMITED:
+                out.append(None)
+            elif var.endswith("_BYTES"):
+                out.append(parse_size(text))
+            elif text.isascii() and text.isdigit():
+                out.append(int(text))
+            else:
+                raise ValueError
+        except (ValueError, OverflowError):
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise LayerError(f"{var}={shown!r} is not {forms.split(' (')[0]}", "environment",
+                             f"set {var} to {forms}, or unset it for the default") from None
+    return tuple(out)
+
+
+class StrictTarInfo(tarfile.TarInfo):
+    """tarfile ends an archive silently at a header that is cut short, empty or has a bad
+    checksum (anywhere but at the start), so a truncated layer would import with files
+    missing.  Here each of those is an error; only the zero block that ends a tar ends it."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_):
+        try:
+            return super().fromtarfile(tarfile_)
+        except tarfile.EOFHeaderError:
+            raise                                            # the end-of-archive block: a proper end
+        except tarfile.EmptyHeaderError:
+            raise tarfile.ReadError(f"the archive ends at byte {tarfile_.offset} without its end-of-archive "
+                                    "block: it is truncated") from None
+        except (tarfile.TruncatedHeaderError, tarfile.InvalidHeaderError) as e:
+            raise tarfile.ReadError(f"the header at byte {tarfile_.offset} is damaged or cut short ({e}): "
+                                    "the archive is truncated or damaged") from None
+
+    # Extended headers are read into memory whole; a huge one is hostile, not a long name.
+    def _proc_pax(self, tarfile_):
+        self._bound_header()
+        return super()._proc_pax(tarfile_)
+
+    def _proc_gnulong(self, tarfile_):
+        self._bound_header()
+        return super()._proc_gnulong(tarfile_)
+
+    def _bound_header(self):
+        if self.size > MAX_HEADER_BYTES:
+            raise tarfile.ReadError(f"an extended header of {self.size} bytes (more than {MAX_HEADER_BYTES})")
 
 
 class HashingReader:
@@ -52,6 +122,8 @@ class HashingReader:
 
 def _clean(name, where):
     """The entry's path as components, or LayerError if it would leave the layer."""
+    if "\0" in name:
+        raise LayerError(f"entry {name!r} contains a NUL byte", where, "the image is malformed or hostile; do not use it")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if name.startswith("/"):
         raise LayerError(f"entry {name!r} has an absolute path", where, "the image is malformed or hostile; do not use it")
@@ -105,16 +177,29 @@ def _remove(dfd, name):
     os.unlink(name, dir_fd=dfd)
 
 
-def extract(stream, dest, where, max_bytes=MAX_LAYER_BYTES):
+def extract(stream, dest, where, max_bytes=None, max_entries=None):
     """Unpack the tar `stream` into the empty directory `dest`.  Returns
-    (sha256 hex of the uncompressed tar, its size, a summary dict)."""
+    (sha256 hex of the uncompressed tar, its size, a summary dict).  The caps
+    default to the environment's (see limits())."""
+    if max_bytes is None and max_entries is None:
+        max_bytes, max_entries = limits()
     h = HashingReader(stream)
     tree = _Tree(dest, where)
-    seen, dir_modes, total = {}, {}, 0
+    seen, dir_modes, cost, entries = {}, {}, 0, 0
     summary = {"files": 0, "dropped_devices": 0, "cleared_setuid": 0, "whiteouts": 0, "opaque": 0}
     try:
-        with tarfile.open(fileobj=h, mode="r|") as tar:
-            for m in tar:
+        with tarfile.open(fileobj=h, mode="r|", tarinfo=StrictTarInfo) as tar:
+            while (m := tar.next()) is not None:
+                tar.members.clear()                          # a stream needs no index: memory stays flat
+                entries += 1
+                if max_entries is not None and entries > max_entries:
+                    raise LayerError(f"the layer has more than {max_entries} entries (at {m.name!r})", where,
+                                     "raise SANDBOX_MAX_LAYER_ENTRIES if the image is trusted and really that large")
+                cost += ENTRY_COST + (m.size if m.isfile() else len(m.linkname))
+                if max_bytes is not None and cost > max_bytes:
+                    raise LayerError(f"the layer unpacks to more than {max_bytes} bytes (at {m.name!r}; each entry "
+                                     f"counts {ENTRY_COST} bytes besides its data)", where,
+                                     "raise SANDBOX_MAX_LAYER_BYTES if the image is trusted and really that large")
                 parts = _clean(m.name, where)
                 if not parts:
                     continue                                 # "./" itself
@@ -129,16 +214,22 @@ def extract(stream, dest, where, max_bytes=MAX_LAYER_BYTES):
                 if m.issparse():
                     raise LayerError(f"entry {m.name!r} is a sparse file", where,
                                      "sparse files are not accepted in layers; rebuild the image without them")
-                if m.isfile():
-                    total += m.size
-                    if total > max_bytes:
-                        raise LayerError(f"the layer unpacks to more than {max_bytes} bytes (at {m.name!r})", where,
-                                         "raise SANDBOX_MAX_LAYER_BYTES if the image is trusted and really that large")
-                dfd = tree.parent(parts, m.name)
+                if "\0" in m.linkname:
+                    raise LayerError(f"entry {m.name!r} links to a name with a NUL byte", where,
+                                     "the image is malformed or hostile; do not use it")
+                if m.isfile() and not -MAX_MTIME < m.mtime < MAX_MTIME:           # also false for nan
+                    raise LayerError(f"entry {m.name!r} has an mtime out of range ({m.mtime!r})", where,
+                                     "the image is malformed; do not use it")
                 try:
-                    _entry(tar, m, base, parts[-1], dfd, tree, dir_modes, summary, where)
-                finally:
-                    os.close(dfd)
+                    dfd = tree.parent(parts, m.name)
+                    try:
+                        _entry(tar, m, base, parts[-1], dfd, tree, dir_modes, summary, where)
+                    finally:
+                        os.close(dfd)
+                except OSError as e:
+                    raise LayerError(f"entry {m.name!r} cannot be unpacked: {e.strerror or e}", where,
+                                     "the image is malformed, or the store's filesystem refused it "
+                                     "(full? names too long?)") from None
             h.drain()                                        # the tar's zero blocks count in the digest
         # directory modes last: an early read-only directory would refuse its own entries
         for path, mode in sorted(dir_modes.items(), key=lambda kv: -kv[0].count("/")):

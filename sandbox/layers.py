@@ -238,6 +238,7 @@ def extract(stream, dest, where, max_bytes=None, max_entries=None):
         raise LayerError(f"not a valid tar stream: {e}", where, "check the file; the image may be truncated") from None
     finally:
         tree.close()
+    summary["entries"], summary["cost"] = entries, cost
     return h.sha.hexdigest(), h.size, summary
 
 

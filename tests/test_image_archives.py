@@ -26,10 +26,10 @@ def _sha(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def _store_is_empty(store):
+def _store_is_empty(root):
     """Nothing of a refused import: no image record, no layer, nothing staged."""
-    left = {d: sorted(os.listdir(os.path.join(store, d))) for d in ("images", "layers", "tmp")
-            if os.path.isdir(os.path.join(store, d))}
+    left = {d: sorted(os.listdir(os.path.join(root, d))) for d in ("images", "layers", "tmp")
+            if os.path.isdir(os.path.join(root, d))}
     return all(not v for v in left.values()), left
 
 
@@ -361,9 +361,9 @@ def test_mutated_archives_import_or_fail_clearly():
         with open(path, "wb") as f:
             f.write(archive(mutation))
         root = os.path.join(work, "store")
-        store = Store(root)
+        s = Store(root)
         try:
-            store.import_("m", path)
+            s.import_("m", path)
         except SandboxError as e:
             assert e.what and e.where and e.fix, repr(e)
             assert len(str(e)) < 2000, str(e)[:300]
@@ -371,7 +371,7 @@ def test_mutated_archives_import_or_fail_clearly():
             assert empty, (str(e), left)
             outcomes["refused"] += 1
         else:
-            assert store.names() == ["m"]
+            assert s.names() == ["m"]
             used = sum(os.lstat(os.path.join(d, n)).st_blocks * 512
                        for d, dirs, files in os.walk(root) for n in dirs + files)
             assert used < 1 << 20, used

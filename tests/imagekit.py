@@ -85,10 +85,10 @@ def docker_members(layers, config=None, config_name=None):
 
 
 def docker_save(path, layers, config=None, tamper=None):
-    """A `docker save` tarball written to `path`."""
+    """A `docker save` tarball written to `path`; tamper="diff_id" breaks the last layer's."""
     config = config or config_for(layers)
     if tamper == "diff_id":
-        config["rootfs"]["diff_ids"][0] = "sha256:" + "0" * 64
+        config["rootfs"]["diff_ids"][-1] = "sha256:" + "0" * 64
     write_tar(path, docker_members(layers, config))
 
 
@@ -117,7 +117,7 @@ def pax_layer(name, headers, data=b"x"):
 
 def oci_layout(path, layers, config=None, as_tar=False, compress=True, tamper=None):
     """An OCI image layout (a directory, or a tar of one) with gzip layers by default."""
-    config = config or config_for(layers)
+    config = config_for(layers) if config is None else config
     cfg = json.dumps(config).encode()
     blobs = {_sha(cfg): cfg}
     descs = []
@@ -126,9 +126,9 @@ def oci_layout(path, layers, config=None, as_tar=False, compress=True, tamper=No
         blobs[_sha(blob)] = blob
         descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else ""),
                       "digest": "sha256:" + _sha(blob), "size": len(blob)})
-    if tamper == "blob":
-        first = descs[0]["digest"].split(":")[1]
-        blobs[first] = blobs[first][:-1] + bytes([blobs[first][-1] ^ 1])
+    if tamper == "blob":                                  # the last layer's blob, after a good one
+        last = descs[-1]["digest"].split(":")[1]
+        blobs[last] = blobs[last][:-1] + bytes([blobs[last][-1] ^ 1])
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                                       "digest": "sha256:" + _sha(cfg), "size": len(cfg)},

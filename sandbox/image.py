@@ -161,18 +161,19 @@ class Store:
         Nothing is kept unless the whole image is verified."""
         import tarfile
         import zlib
-        from . import archive
+        from . import archive, layers
         check_name(name, where)
         if not os.path.exists(path):
             raise ImageError(f"{path} does not exist", where, "give a docker-save tarball, an OCI "
                              "image layout (directory or tar), or a root filesystem tar")
+        caps = layers.limits()                   # a bad SANDBOX_MAX_LAYER_* fails before any work
         self._dirs()
         staged = []                              # (diff_id, size, summary, unpacked dir or None)
         try:
             with archive.Archive(path) as src:
-                fmt, config, layers = archive.contents(src, where)
-                for opener, layer_where, blob_digest, diff_id in layers:
-                    self._layer(staged, opener, layer_where, blob_digest, diff_id)
+                fmt, config, blobs = archive.contents(src, where)
+                for opener, layer_where, blob_digest, diff_id in blobs:
+                    self._layer(staged, caps, opener, layer_where, blob_digest, diff_id)
             self._commit(staged)
         except (tarfile.TarError, EOFError, zlib.error) as e:      # a compressed archive cut or damaged
             raise ImageError(f"cannot be read: {e}", path,
@@ -204,7 +205,7 @@ class Store:
                 os.rename(work, dest)
                 staged[i] = (diff_id, size, summary, None)
 
-    def _layer(self, staged, opener, where, blob_digest=None, diff_id=None):
+    def _layer(self, staged, caps, opener, where, blob_digest=None, diff_id=None):
         """Verify, then unpack into tmp/ (or, if stored already, only verify) one layer.
         `opener()` gives the blob as stored (gzip or not).  The blob's own digest
         is checked before its bytes are parsed at all; the diff_id (of the
@@ -224,7 +225,7 @@ class Store:
         try:
             with opener() as raw:
                 try:
-                    got, size, summary = layers.extract(archive.maybe_gunzip(raw), work, where)
+                    got, size, summary = layers.extract(archive.maybe_gunzip(raw), work, where, caps)
                 except (OSError, EOFError, zlib.error) as e:
                     raise ImageError(f"the layer cannot be decompressed: {e}", where, archive.DAMAGED) from None
             if diff_id is not None and got != diff_id:

@@ -176,12 +176,11 @@ def _remove(dfd, name):
     os.unlink(name, dir_fd=dfd)
 
 
-def extract(stream, dest, where, max_bytes=None, max_entries=None):
-    """Unpack the tar `stream` into the empty directory `dest`.  Returns
-    (sha256 hex of the uncompressed tar, its size, a summary dict).  The caps
-    default to the environment's (see limits())."""
-    if max_bytes is None and max_entries is None:
-        max_bytes, max_entries = limits()
+def extract(stream, dest, where, caps):
+    """Unpack the tar `stream` into the empty directory `dest`, within `caps`
+    ((bytes, entries), from limits()).  Returns (sha256 hex of the uncompressed
+    tar, its size, a summary dict)."""
+    max_bytes, max_entries = caps
     h = HashingReader(stream)
     tree = _Tree(dest, where)
     seen, dir_modes, cost, entries = {}, {}, 0, 0

@@ -35,7 +35,8 @@ def _store_is_empty(root):
 
 # ------------------------------------------------------------------ names
 
-BAD_NAMES = ["../../x/victim", "..", ".", ".hidden", "a/b", "-x", "", "x" * 129, "a b", "é", "a\tb", "/abs"]
+BAD_NAMES = ["../../x/victim", "..", ".", ".hidden", "a/b", "-x", "", "x" * 129, "a b", "é", "a\tb", "/abs", "a\0b",
+             "x" * 100000]
 GOOD_NAMES = ["bookworm-python3", "a", "A.b_c-1", "x" * 128, "a..b"]
 
 
@@ -285,6 +286,8 @@ def _archive(fmt, doc=None, path=(), value=None):
     cfg = kit.config_for([SMALL])
     if fmt == "rootfs":
         return SMALL
+    if fmt == "docker.gz":                                    # docker save | gzip
+        return gzip.compress(_archive("docker", doc, path, value), mtime=0)
     if fmt == "docker":
         members = kit.docker_members([SMALL], config=_swap(cfg, path, value) if doc == "config" else cfg)
         if doc == "manifest":
@@ -305,7 +308,7 @@ def _archive(fmt, doc=None, path=(), value=None):
 def _documents(fmt):
     """(document, its unmutated value) pairs a JSON swap may hit for `fmt`."""
     cfg = kit.config_for([SMALL])
-    if fmt == "docker":
+    if fmt.startswith("docker"):
         return [("config", cfg), ("manifest", json.loads(kit.docker_members([SMALL])["manifest.json"]))]
     if fmt == "oci":
         members = _oci_members()
@@ -316,8 +319,8 @@ def _documents(fmt):
 
 
 def test_mutated_archives_import_or_fail_clearly():
-    """Truncations, byte flips and JSON type swaps of small docker-save, OCI and rootfs
-    archives: every outcome is an import or a SandboxError (never another exception),
+    """Truncations, byte flips and JSON type swaps of small docker-save (plain and gzipped),
+    OCI and rootfs archives: every outcome is an import or a SandboxError (never another exception),
     a refused import leaves nothing in the store, and what an import keeps is bounded."""
     import hypothesis                  # in the test extra: a missing one fails here, it does not skip
     st = hypothesis.strategies
@@ -328,8 +331,8 @@ def test_mutated_archives_import_or_fail_clearly():
     # the archive is made from it in the test.
     @st.composite
     def mutations(draw):
-        fmt = draw(st.sampled_from(["docker", "oci", "rootfs"]))
-        kind = draw(st.sampled_from(["truncate", "flip", "swap"] if fmt != "rootfs" else ["truncate", "flip"]))
+        fmt = draw(st.sampled_from(["docker", "docker.gz", "oci", "rootfs"]))
+        kind = draw(st.sampled_from(["truncate", "flip", "swap"] if _documents(fmt) else ["truncate", "flip"]))
         if kind == "swap":
             doc, value = draw(st.sampled_from(_documents(fmt)))
             return fmt, kind, doc, draw(st.sampled_from(list(_paths(value)))), draw(st.sampled_from(SWAPS))
@@ -353,7 +356,7 @@ def test_mutated_archives_import_or_fail_clearly():
     work = tempfile.mkdtemp(prefix="sandbox-test-mutate-")
     outcomes = {"imported": 0, "refused": 0}
 
-    @hypothesis.settings(max_examples=300, deadline=None, database=None, derandomize=True,
+    @hypothesis.settings(max_examples=500, deadline=None, database=None, derandomize=True,
                          suppress_health_check=list(hypothesis.HealthCheck))
     @hypothesis.given(mutations())
     def check(mutation):

@@ -202,7 +202,12 @@ class Store:
             if work and not os.path.isdir(dest):
                 with open(dest + ".json", "w") as f:
                     json.dump({"size": size, "import": summary}, f)
-                os.rename(work, dest)
+                try:
+                    os.rename(work, dest)
+                except OSError:
+                    if not os.path.isdir(dest):
+                        raise
+                    continue                     # a concurrent import put the same layer there first
                 staged[i] = (diff_id, size, summary, None)
 
     def _layer(self, staged, caps, opener, where, blob_digest=None, diff_id=None):

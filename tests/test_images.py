@@ -121,6 +121,22 @@ def test_rm_collects_layers_no_image_uses(images):
     assert r.returncode == 125 and b"no image named 'base'" in r.stderr
 
 
+def test_concurrent_imports_of_the_same_layers(images, user):
+    """Imports stage their layers apart and move them in at the end: racing imports of the same
+    layers all succeed and the store keeps one copy of each, nothing staged left over."""
+    path = images.file("ds.tar")
+    kit.docker_save(path, [BASE, TOP])
+    os.chmod(path, 0o644)
+    procs = [user.popen([SANDBOX, "image", "import", f"c{i}", path], env={"SANDBOX_STORE": images.store},
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(4)]
+    results = [(pr.wait(timeout=120), pr.communicate()[1]) for pr in procs]
+    assert [rc for rc, _ in results] == [0] * 4, results
+    layers = sorted(n for n in os.listdir(os.path.join(images.store, "layers")) if not n.endswith(".json"))
+    assert layers == sorted(hashlib.sha256(x).hexdigest() for x in (BASE, TOP))
+    assert os.listdir(os.path.join(images.store, "tmp")) == []
+    assert images("image", "ls").stdout.decode().split()[::6] == ["c0", "c1", "c2", "c3"]
+
+
 @pytest.mark.parametrize("fmt", ["docker", "oci"])
 def test_digest_mismatch_is_refused_and_nothing_is_kept(images, fmt):
     path = images.file("bad.tar")

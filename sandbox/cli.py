@@ -227,6 +227,8 @@ def _image_build(store, args):
                              "use: sandbox image build NAME --debian SUITE [--packages P1,P2] [--mirror URL]")
         opts[args[i][2:]] = args[i + 1]
         i += 2
+    from .image import check_name
+    check_name(name, "sandbox image build")                 # before a minute of mmdebstrap, not after
     if "debian" not in opts:
         raise UsageError("no --debian SUITE given", "sandbox image build", "add e.g. --debian bookworm")
     if not shutil.which("mmdebstrap"):
@@ -244,7 +246,7 @@ def _image_build(store, args):
             raise UsageError("mmdebstrap failed (its output is above)", "sandbox image build",
                              "check the suite, the packages and the mirror; unshare mode needs subordinate ids "
                              "(usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER)")
-        record = store.import_(name, out)
+        record = store.import_(name, out, "sandbox image build")
     print(f"{name}: Debian {opts['debian']} image, {sum(record['sizes'].values())} bytes, in {store.root}")
     return 0
 

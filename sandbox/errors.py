@@ -47,3 +47,10 @@ class UsageError(SandboxError):
 
 class SetupError(SandboxError):
     """A step of the plan failed before the program started; nothing ran unconfined."""
+
+
+def clip(value, limit=80):
+    """repr() of a value for a message, cut to `limit` characters: a message never
+    carries an unbounded value (a hostile name can be a megabyte long)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."

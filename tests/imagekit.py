@@ -67,25 +67,57 @@ def config_for(layers, env=None, workdir=None, user=None, cmd=None):
             "rootfs": {"type": "layers", "diff_ids": ["sha256:" + _sha(l) for l in layers]}}
 
 
-def docker_save(path, layers, config=None, tamper=None):
-    """A `docker save` tarball (the classic layout: <id>/layer.tar and <sha>.json)."""
-    config = config or config_for(layers)
-    if tamper == "diff_id":
-        config["rootfs"]["diff_ids"][0] = "sha256:" + "0" * 64
-    cfg = json.dumps(config).encode()
-    members = {f"{_sha(cfg)}.json": cfg}
+def docker_members(layers, config=None, config_name=None):
+    """The members of a `docker save` tarball (the classic layout: <id>/layer.tar and <sha>.json).
+    `config` may be any JSON value (or bytes, written as they are); `config_name` overrides the
+    digest name docker gives the config."""
+    config = config_for(layers) if config is None else config
+    cfg = config if isinstance(config, bytes) else json.dumps(config).encode()
+    config_name = config_name or f"{_sha(cfg)}.json"
+    members = {config_name: cfg}
     names = []
     for i, l in enumerate(layers):
         names.append(f"layer{i}/layer.tar")
         members[names[-1]] = l
-    members["manifest.json"] = json.dumps([{"Config": f"{_sha(cfg)}.json", "RepoTags": ["test:latest"],
+    members["manifest.json"] = json.dumps([{"Config": config_name, "RepoTags": ["test:latest"],
                                             "Layers": names}]).encode()
-    _write_tar(path, members)
+    return members
+
+
+def docker_save(path, layers, config=None, tamper=None):
+    """A `docker save` tarball written to `path`; tamper="diff_id" breaks the last layer's."""
+    config = config or config_for(layers)
+    if tamper == "diff_id":
+        config["rootfs"]["diff_ids"][-1] = "sha256:" + "0" * 64
+    write_tar(path, docker_members(layers, config))
+
+
+def nested_indexes(path, depth):
+    """An OCI layout (tar) whose index.json leads through `depth` nested image indexes to nothing."""
+    members = {"oci-layout": b'{"imageLayoutVersion": "1.0.0"}'}
+    inner = {"schemaVersion": 2, "manifests": []}
+    for _ in range(depth):
+        data = json.dumps(inner).encode()
+        members[f"blobs/sha256/{_sha(data)}"] = data
+        inner = {"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json",
+                                                    "digest": "sha256:" + _sha(data), "size": len(data)}]}
+    members["index.json"] = json.dumps(inner).encode()
+    write_tar(path, members)
+
+
+def pax_layer(name, headers, data=b"x"):
+    """A layer of one file whose PAX header says `headers` (e.g. {"mtime": "inf"})."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.pax_headers = len(data), headers
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 def oci_layout(path, layers, config=None, as_tar=False, compress=True, tamper=None):
     """An OCI image layout (a directory, or a tar of one) with gzip layers by default."""
-    config = config or config_for(layers)
+    config = config_for(layers) if config is None else config
     cfg = json.dumps(config).encode()
     blobs = {_sha(cfg): cfg}
     descs = []
@@ -94,9 +126,9 @@ def oci_layout(path, layers, config=None, as_tar=False, compress=True, tamper=No
         blobs[_sha(blob)] = blob
         descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else ""),
                       "digest": "sha256:" + _sha(blob), "size": len(blob)})
-    if tamper == "blob":
-        first = descs[0]["digest"].split(":")[1]
-        blobs[first] = blobs[first][:-1] + bytes([blobs[first][-1] ^ 1])
+    if tamper == "blob":                                  # the last layer's blob, after a good one
+        last = descs[-1]["digest"].split(":")[1]
+        blobs[last] = blobs[last][:-1] + bytes([blobs[last][-1] ^ 1])
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                                       "digest": "sha256:" + _sha(cfg), "size": len(cfg)},
@@ -108,7 +140,7 @@ def oci_layout(path, layers, config=None, as_tar=False, compress=True, tamper=No
     members = {"oci-layout": b'{"imageLayoutVersion": "1.0.0"}', "index.json": json.dumps(index).encode()}
     members.update({f"blobs/sha256/{h}": b for h, b in blobs.items()})
     if as_tar:
-        _write_tar(path, members)
+        write_tar(path, members)
     else:
         for name, data in members.items():
             full = os.path.join(path, name)
@@ -117,7 +149,8 @@ def oci_layout(path, layers, config=None, as_tar=False, compress=True, tamper=No
                 f.write(data)
 
 
-def _write_tar(path, members):
+def write_tar(path, members):
+    """A tar of `members` (name -> bytes), in order."""
     with tarfile.open(path, "w") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)

@@ -1,5 +1,6 @@
 """Image roots: import (docker save, OCI), the layer store, hostile layers, and runs on
 an overlay of the layers with both backends (kernel overlayfs, fuse-overlayfs)."""
+import gzip
 import hashlib
 import json
 import os
@@ -120,6 +121,22 @@ def test_rm_collects_layers_no_image_uses(images):
     assert r.returncode == 125 and b"no image named 'base'" in r.stderr
 
 
+def test_concurrent_imports_of_the_same_layers(images, user):
+    """Imports stage their layers apart and move them in at the end: racing imports of the same
+    layers all succeed and the store keeps one copy of each, nothing staged left over."""
+    path = images.file("ds.tar")
+    kit.docker_save(path, [BASE, TOP])
+    os.chmod(path, 0o644)
+    procs = [user.popen([SANDBOX, "image", "import", f"c{i}", path], env={"SANDBOX_STORE": images.store},
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(4)]
+    results = [(pr.wait(timeout=120), pr.communicate()[1]) for pr in procs]
+    assert [rc for rc, _ in results] == [0] * 4, results
+    layers = sorted(n for n in os.listdir(os.path.join(images.store, "layers")) if not n.endswith(".json"))
+    assert layers == sorted(hashlib.sha256(x).hexdigest() for x in (BASE, TOP))
+    assert os.listdir(os.path.join(images.store, "tmp")) == []
+    assert images("image", "ls").stdout.decode().split()[::6] == ["c0", "c1", "c2", "c3"]
+
+
 @pytest.mark.parametrize("fmt", ["docker", "oci"])
 def test_digest_mismatch_is_refused_and_nothing_is_kept(images, fmt):
     path = images.file("bad.tar")
@@ -133,7 +150,7 @@ def test_digest_mismatch_is_refused_and_nothing_is_kept(images, fmt):
     assert r.returncode == 125 and "digest mismatch" in text and "fix:" in text
     assert images("image", "ls").stdout == b""
     assert [n for n in os.listdir(os.path.join(images.store, "tmp"))] == []
-    assert [n for n in os.listdir(os.path.join(images.store, "layers")) if not n.endswith(".json")] == [] or fmt == "oci"
+    assert os.listdir(os.path.join(images.store, "layers")) == []     # not even the untampered first layer
 
 
 def _hostile(images, entries, name="evil.tar", env=None):
@@ -185,6 +202,49 @@ def test_sparse_file_is_refused(images, box):
 def test_huge_layer_is_refused(images):
     r = _hostile(images, [("big", b"x" * 5000)], env={"SANDBOX_MAX_LAYER_BYTES": "4096"})
     assert r.returncode == 125 and b"unpacks to more than 4096 bytes" in r.stderr
+
+
+def _disk_usage(root):
+    return sum(os.lstat(os.path.join(d, n)).st_blocks * 512 for d, dirs, files in os.walk(root) for n in dirs + files
+               ) + os.lstat(root).st_blocks * 512
+
+
+def test_layer_cost_counts_every_entry_not_only_file_data(images):
+    """Directories and long symlinks hold no file data but take disk: a small gzip of them
+    must not pass a cap that only counted file contents (it passed a 1 MiB cap and took 15 MiB)."""
+    entries = [(f"d{i}", ("dir",)) for i in range(400)] + [(f"s{i}", ("symlink", "t" * 4000)) for i in range(400)]
+    blob = kit.layer(entries)
+    assert len(gzip.compress(blob)) < 64 << 10
+    r = _hostile(images, entries, env={"SANDBOX_MAX_LAYER_BYTES": "1M"})
+    text = no_traceback(r)
+    assert r.returncode == 125 and "unpacks to more than 1048576 bytes" in text, text
+    assert "each entry counts 4096 bytes besides its data" in text and "SANDBOX_MAX_LAYER_BYTES" in text
+    r = _hostile(images, entries)                        # under the default cap it imports; the count holds
+    assert r.returncode == 0, r.stderr
+    layer = os.path.join(images.store, "layers", hashlib.sha256(blob).hexdigest())
+    with open(layer + ".json") as f:
+        summary = json.load(f)["import"]
+    used = _disk_usage(layer)
+    assert summary["entries"] == 800 and used > 1 << 20     # what the old count called 0 bytes
+    assert summary["cost"] >= used, (summary, used)         # the count is not below what the disk took
+
+
+def test_layer_entry_count_is_capped(images):
+    r = _hostile(images, [(f"f{i}", b"") for i in range(150)], env={"SANDBOX_MAX_LAYER_ENTRIES": "100"})
+    text = no_traceback(r)
+    assert r.returncode == 125 and "the layer has more than 100 entries (at 'f100')" in text, text
+    assert "raise SANDBOX_MAX_LAYER_ENTRIES" in text
+    assert os.listdir(os.path.join(images.store, "tmp")) == [] and images("image", "ls").stdout == b""
+
+
+@pytest.mark.parametrize("var,value", [("SANDBOX_MAX_LAYER_BYTES", "abc"), ("SANDBOX_MAX_LAYER_BYTES", "-1"),
+                                       ("SANDBOX_MAX_LAYER_BYTES", "1e999"), ("SANDBOX_MAX_LAYER_ENTRIES", "1.5"),
+                                       ("SANDBOX_MAX_LAYER_ENTRIES", "１２")])
+def test_bad_layer_cap_in_the_environment_is_a_clear_error(images, var, value):
+    r = _hostile(images, [("f", b"x")], env={var: value})
+    text = no_traceback(r)
+    assert r.returncode == 125 and "internal error" not in text, text
+    assert f"environment: {var}={value!r} is not a" in text and f"fix: set {var} to" in text, text
 
 
 def test_devices_are_dropped_and_setuid_cleared(images):

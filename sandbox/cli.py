@@ -6,7 +6,7 @@ PyYAML (profiles come from a cache), no json unless --report is given.
 import os
 import sys
 
-from .errors import EXIT_SANDBOX, SandboxError, UsageError, did_you_mean
+from .errors import EXIT_SANDBOX, SandboxError, UsageError, did_you_mean, shorten
 
 USAGE = """\
 usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
@@ -58,6 +58,7 @@ LIMIT_OPTIONS = {"--time": "cpu_time", "--cpu-time": "cpu_time", "--wall-time": 
 VALUE_OPTIONS = ({"--profile", "--report", "--stdin", "--stdout", "--stderr", "--bind", "--env", "--cwd", "--seccomp",
                   "--output", "--keep-changes"} | set(LIMIT_OPTIONS))
 FLAG_OPTIONS = {"--explain", "--quiet", "--require-cgroup"}
+PATH_OPTIONS = {"--profile", "--report", "--stdin", "--stdout", "--stderr", "--seccomp", "--output", "--keep-changes"}
 QUIET_STATUSES = ("OK", "RE")
 
 
@@ -94,10 +95,13 @@ def _parse_run(argv):
             opts["binds"].append(value)
         elif name == "--env":
             key, has_value, val = value.partition("=")
-            if not key:
-                raise UsageError(f"{value!r} is not K=V", "--env", "write --env NAME=value or --env NAME")
+            if not key or "\0" in value:
+                raise UsageError(f"{shorten(value, 60)} is not K=V" + (" (it has a NUL)" if key else ""), "--env",
+                                 "write --env NAME=value or --env NAME")
             opts["env"][key] = val if has_value else os.environ.get(key)
         else:
+            if not value and name in PATH_OPTIONS:
+                raise UsageError(f"{name} needs a path, got ''", name, f"give {name} a path, or leave the option out")
             opts[name[2:].replace("-", "_")] = value
     if "profile" not in opts:
         raise UsageError("no profile given", "sandbox run", "add --profile NAME (see: sandbox profiles) or --profile FILE.yaml")
@@ -135,7 +139,7 @@ def cmd_run(argv):
     except SandboxError as e:
         raise _limit_error(e) from None
     if opts.get("explain"):
-        print(plan.explain())
+        _print(plan.explain())
         return 0
     result = runner.execute(plan, stdin=opts.get("stdin", 0), stdout=opts.get("stdout", 1),
                             stderr=opts.get("stderr", 2))
@@ -254,7 +258,7 @@ def cmd_diff(argv):
     if len(argv) != 1:
         raise UsageError("diff takes one directory", "sandbox diff", "use: sandbox diff DIR (from --keep-changes DIR)")
     for kind, path in rootfs.diff(argv[0]):
-        print(f"{kind} {path}")
+        _print(f"{kind} {path}")
     return 0
 
 
@@ -276,15 +280,28 @@ def cmd_profiles(argv):
 
 
 def cmd_check(argv):
-    from . import mounts, plan as plan_mod, profile as profile_mod, rootfs
+    from . import profile as profile_mod, runner
     if len(argv) != 1:
         raise UsageError("check takes one profile file", "sandbox check", "use: sandbox check FILE.yaml")
     p = profile_mod.load(argv[0], where="sandbox check")
-    img = rootfs.resolve(p)                  # an image root: the image must exist
-    mounts.steps(p, mounts.resolve_binds(p), img)
-    plan_mod.check_interpreter(p, plan_mod.environment(p, img), img)
-    print(f"{argv[0]}: ok ({' <- '.join(os.path.basename(c) for c in p.chain)})")
+    # The very plan a run of a script builds, host checks included, and its encoding for the launcher
+    # (whose bounds it checks): one path, so check refuses whatever a run would.  The profile file stands
+    # in for the script; any existing file would do.
+    plan = runner.prepare(p, script=p.path)
+    plan.encode(f"{plan.cgroup.base}/run-check" if plan.cgroup else None)
+    _print(f"{argv[0]}: ok ({' <- '.join(os.path.basename(c) for c in p.chain)})")
     return 0
+
+
+def _print(text):
+    """A line for stdout, whatever stdout's encoding: bytes that are not UTF-8 (host file names and
+    arguments arrive as surrogate escapes) are written as \\xNN, never an encoding error."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:                          # a lone surrogate that is no escaped byte
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    encoding = sys.stdout.encoding or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,

@@ -46,7 +46,7 @@ run options:
   --keep-changes DIR   image roots: keep the run's writable layer in DIR (see sandbox diff)
   --quiet              do not print the verdict line on stderr
 
-DUR: 1.5, 1.5s, 500ms, 2m.  SIZE: 65536, 64K, 64M, 64MiB, 1G.
+DUR: 1.5, 1.5s, 500ms, 2m, 1h (at most 500h).  SIZE: 65536, 64K, 64M, 64MiB, 1G (at most 4194304T).
 exit status: the program's; 128+N if it died of signal N; 125 sandbox error (bad profile,
 bad option, a setup step failed); 126 program not executable; 127 program or script not found.
 """
@@ -81,7 +81,7 @@ def _parse_run(argv):
             i += 1
             continue
         if name not in VALUE_OPTIONS:
-            raise UsageError(f"unknown option {name}", "sandbox run",
+            raise UsageError(f"unknown option {name if len(name) <= 60 else name[:59] + '…'}", "sandbox run",
                              did_you_mean(name, sorted(VALUE_OPTIONS | FLAG_OPTIONS), "see sandbox --help", quote=False))
         if not eq:
             if i + 1 >= len(argv):
@@ -227,7 +227,7 @@ def _image_build(store, args):
     name, opts, i = args[0], {}, 1
     while i < len(args):
         if args[i] not in ("--debian", "--packages", "--mirror") or i + 1 >= len(args):
-            raise UsageError(f"unexpected {args[i]!r}", "sandbox image build",
+            raise UsageError(f"unexpected {shorten(args[i], 60)}", "sandbox image build",
                              "use: sandbox image build NAME --debian SUITE [--packages P1,P2] [--mirror URL]")
         opts[args[i][2:]] = args[i + 1]
         i += 2
@@ -320,7 +320,7 @@ def main(argv=None):
             return 0
         command = COMMANDS.get(argv[0])
         if command is None:
-            raise UsageError(f"unknown command {argv[0]!r}", "sandbox", "commands: run, learn, image, diff, profiles, check (see sandbox --help)")
+            raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check (see sandbox --help)")
         return command(argv[1:])
     except SandboxError as e:
         print(f"sandbox: error: {e}", file=sys.stderr)

@@ -9,7 +9,7 @@ import os
 
 from . import limits as limits_mod
 from . import cgroup as cgroup_mod, mounts, namespaces, privileges, rootfs, seccomp, userns
-from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError
+from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError, shorten
 from .step import Step, op
 
 
@@ -59,7 +59,7 @@ class Plan:
                     a = cgroup_path
                 a = os.fsencode(a)
                 if b"\0" in a:
-                    raise UsageError(f"{a!r} contains a NUL byte", f"step {o[0]}", "remove the NUL byte")
+                    raise UsageError(f"{shorten(a, 60)} contains a NUL byte", f"step {o[0]}", "remove the NUL byte")
                 out.append(a)
         return b"\0".join(out) + b"\0"
 

@@ -293,15 +293,16 @@ def cmd_check(argv):
     return 0
 
 
-def _print(text):
-    """A line for stdout, whatever stdout's encoding: bytes that are not UTF-8 (host file names and
-    arguments arrive as surrogate escapes) are written as \\xNN, never an encoding error."""
+def _print(text, file=None):
+    """A line for stdout (or `file`), whatever its encoding: bytes that are not UTF-8 (host file names
+    and arguments arrive as surrogate escapes) are written as \\xNN, never an encoding error."""
     try:
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:                          # a lone surrogate that is no escaped byte
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    encoding = sys.stdout.encoding or "utf-8"
-    print(text.encode(encoding, "backslashreplace").decode(encoding))
+    file = file or sys.stdout
+    encoding = getattr(file, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding), file=file)
 
 
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,
@@ -323,7 +324,7 @@ def main(argv=None):
             raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check (see sandbox --help)")
         return command(argv[1:])
     except SandboxError as e:
-        print(f"sandbox: error: {e}", file=sys.stderr)
+        _print(f"sandbox: error: {e}", sys.stderr)       # a path in it may hold non-UTF-8 bytes
         return e.exit_code
     except KeyboardInterrupt:
         print("sandbox: interrupted; the sandbox was killed", file=sys.stderr)

@@ -404,13 +404,14 @@ def locate(ref, relative_to=None, where="--profile"):
         path = ref if os.path.isabs(ref) or relative_to is None else os.path.join(relative_to, ref)
         path = os.path.abspath(path)
         if not os.path.isfile(path):
-            _fail(where, f"profile file {path} does not exist", "check the path, or use a built-in name (sandbox profiles)")
+            _fail(where, f"profile file {path if len(path) < 300 else _show(path)} does not exist",
+                  "check the path, or use a built-in name (sandbox profiles)")
         return path
     path = os.path.join(builtin_dir(), ref + ".yaml")
     if not os.path.isfile(path):
         names = builtin_names()
-        _fail(where, f"no built-in profile named '{ref}'",
-              did_you_mean(ref, names, f"built-in profiles: {', '.join(names)}") + " (or give a path to a .yaml file)")
+        _fail(where, f"no built-in profile named {_show(ref)}",
+              did_you_mean(ref[:80], names, f"built-in profiles: {', '.join(names)}") + " (or give a path to a .yaml file)")
     return path
 
 

@@ -203,6 +203,7 @@ OPTION_VALUES = {
 @example(options=[("--wall-time", "600h")])
 @example(options=[("--memory", "8388608T")])
 @example(options=[("--memory", "1e999")])
+@example(options=[("--bind", "\udcff")])           # a non-UTF-8 path in the error message
 def test_cli_option_values_give_ok_or_a_clear_error(workdir, capsys, options):
     argv = ["run", "--profile", "shell", "--explain"]
     for option, value in options:

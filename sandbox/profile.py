@@ -2,7 +2,7 @@
 
 Loading is split in two on purpose:
 - what depends only on the files (syntax, keys, types, units, `extends`) is
-  validated once and cached as marshal data keyed by the files' mtimes, so a
+  read by yamlload (bounded and strict), validated once and cached as marshal data keyed by the files' mtimes, so a
   run whose profile did not change never imports PyYAML (13 ms cold);
 - what depends on the host (bind sources, the interpreter) is checked on every
   run by `check_host`, because the host can change under an unchanged file.
@@ -139,7 +139,7 @@ def _count(minimum, maximum, why=""):
             text = v.strip()
             if text.lower() == "unlimited":
                 return None
-            if text.isascii() and text.isdigit() and len(text) <= 20:   # no '²', no fullwidth digits
+            if text.isascii() and text.isdigit() and len(text) <= 100:  # no '²', no fullwidth digits
                 v = int(text)
         if v is None:
             return None
@@ -250,7 +250,7 @@ def _fraction(v, where):
     """cpus: CPUs' worth of time per second, 0.01 to 1024 (cpu.max in steps of 1/100,000)."""
     n = None
     if isinstance(v, (int, float)) and not isinstance(v, bool):     # true is not 1 CPU
-        n = float(v)
+        n = float(v) if isinstance(v, float) or abs(v) <= 1 << 53 else float("inf")   # float(10**400) raises
     elif isinstance(v, str):
         text = v.strip()
         if text.lower() == "unlimited":

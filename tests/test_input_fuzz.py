@@ -213,3 +213,17 @@ def test_cli_option_values_give_ok_or_a_clear_error(workdir, capsys, options):
     assert "internal error" not in err, err
     if rc != 0:
         assert rc == 125 and err.startswith("sandbox: error: ") and "fix:" in err and len(err) < 1500, err
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(limits=st.dictionaries(st.sampled_from(sorted(profile_mod.SCHEMA["limits"])),
+                              SCALARS | st.integers(-10**400, 10**400) | st.floats(), min_size=1, max_size=3))
+@example(limits={"cpus": 10**400})
+@example(limits={"open_files": "9" * 30})
+def test_api_limit_values_give_a_plan_or_a_clear_error(workdir, limits):
+    """sandbox.prepare(limits=...) takes Python values a YAML file cannot hold (10**400)."""
+    from sandbox import runner
+    try:
+        runner.prepare("shell", ["true"], limits=limits).encode("-")
+    except SandboxError as e:
+        _clear(e)

@@ -186,3 +186,20 @@ def test_a_cached_run_with_limit_options_imports_neither_re_nor_yaml(user):
         user.run([SANDBOX, "run", "--profile", "py311", "--", "/bin/true"], check=True)
     r = user.run([sys.executable, "-c", HOT_RUN])
     assert r.returncode == 0, r.stderr
+
+
+def test_exactly_max_slots_bind_sources_run(sbx, tmp_path):
+    """The bind bound is the launcher's, not a stricter one: 256 held sources run, 257 are refused."""
+    def profile(n):
+        return "extends: shell\nbinds: [" + ", ".join(f"{{src: /usr/share, dst: /b{i}}}" for i in range(n)) + "]\n"
+    path = tmp_path / "probe.yaml"
+    path.write_text(profile(1))
+    from sandbox import runner
+    sources = next(s for s in runner.prepare(str(path), ["true"]).steps if s.name == "mount_namespace").params["sources"]
+    n = mounts.MAX_SLOTS - (len(sources) - 1)
+    ok = sbx.script("ok.yaml", profile(n))
+    r = sbx("run", "--profile", ok, "--", "/bin/true")
+    assert r.returncode == 0, r.stderr
+    over = sbx.script("over.yaml", profile(n + 1))
+    c = sbx("check", over)
+    assert c.returncode == 125 and b"more than the 256" in c.stderr, c.stderr

@@ -7,6 +7,11 @@ import pytest
 from sandbox import cli, yamlload
 from sandbox.errors import ProfileError
 
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))     # `check` caches what it loads
+
+
 BOMB = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}' if i else '0'] * 9)}]\n" for i in range(9))
 
 CASES = {   # name: (text, line, words in the message)
@@ -92,3 +97,13 @@ def test_oversized_profile_is_refused_before_it_is_read(tmp_path, capsys):
     t = time.process_time()
     assert cli.main(["check", str(small)]) == 0
     assert spent < time.process_time() - t
+
+
+def test_a_seccomp_policy_gets_the_same_loader(tmp_path, capsys):
+    """Policies are read by the same loader: a duplicate key in `when:` is refused with both lines."""
+    (tmp_path / "pol.yaml").write_text("extends: default\nrules:\n  - syscall: socket\n    action: kill\n"
+                                       "    when:\n      arg0: AF_INET\n      arg0: AF_INET6\n")
+    (tmp_path / "p.yaml").write_text("extends: shell\nseccomp: ./pol.yaml\n")
+    assert cli.main(["check", str(tmp_path / "p.yaml")]) == 125
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'pol.yaml'}:7:" in err and "duplicate key 'arg0' (first at line 6" in err, err

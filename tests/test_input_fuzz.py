@@ -154,7 +154,8 @@ def _campaign(test):
     return test
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+          database=None)
 @_campaign
 @given(text=profiles())
 def test_check_gives_ok_or_a_clear_error_in_bounded_time(workdir, baseline, capsys, text):
@@ -166,7 +167,8 @@ def test_check_gives_ok_or_a_clear_error_in_bounded_time(workdir, baseline, caps
     assert cpu < 50 * baseline + 0.05, (cpu, baseline)
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+          database=None)
 @given(text=profiles())
 def test_a_real_run_refuses_nothing_check_accepted(sbx, text):
     """A small sample through `sandbox check` and `sandbox run` as the test user."""
@@ -194,7 +196,8 @@ OPTION_VALUES = {
 }
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+          database=None)
 @given(options=st.lists(st.sampled_from(sorted(OPTION_VALUES)).flatmap(
     lambda o: st.tuples(st.just(o), OPTION_VALUES[o])), min_size=1, max_size=3))
 @example(options=[("--processes", "²")])
@@ -215,7 +218,8 @@ def test_cli_option_values_give_ok_or_a_clear_error(workdir, capsys, options):
         assert rc == 125 and err.startswith("sandbox: error: ") and "fix:" in err and len(err) < 1500, err
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+          database=None)
 @given(limits=st.dictionaries(st.sampled_from(sorted(profile_mod.SCHEMA["limits"])),
                               SCALARS | st.integers(-10**400, 10**400) | st.floats(), min_size=1, max_size=3))
 @example(limits={"cpus": 10**400})

@@ -18,7 +18,7 @@ or blobs/sha256/<hex>); a config named without a digest is refused.
 """
 import os
 
-from .errors import SandboxError, clip
+from .errors import SandboxError, shorten
 
 MALFORMED = "the archive is malformed; export the image again (docker save, or skopeo copy to oci:DIR)"
 DAMAGED = "the file is damaged or was altered; get it again"
@@ -118,7 +118,7 @@ def _digest(value, what, where):
     _want(value, str, what, where)
     algo, _, hexd = value.partition(":")
     if algo != "sha256" or len(hexd) != 64 or not set(hexd) <= set("0123456789abcdef"):
-        raise ArchiveError(f"{what} is {clip(value)}, not a sha256 digest (sha256:<64 hex digits>)", where,
+        raise ArchiveError(f"{what} is {shorten(value)}, not a sha256 digest (sha256:<64 hex digits>)", where,
                            "only sha256 digests are supported; " + MALFORMED)
     return hexd
 
@@ -161,7 +161,7 @@ def _verify_config(path, data, where):
     base = os.path.basename(path)
     hexd = base[:-5] if base.endswith(".json") else base if path.startswith("blobs/sha256/") else ""
     if len(hexd) != 64 or not set(hexd) <= set("0123456789abcdef"):
-        raise ArchiveError(f"manifest.json[0].Config {clip(path)} carries no sha256 digest, so the config "
+        raise ArchiveError(f"manifest.json[0].Config {shorten(path)} carries no sha256 digest, so the config "
                            "cannot be verified", where,
                            "export the image again with docker save (which names the config by its digest)")
     got = hashlib.sha256(data).hexdigest()
@@ -260,7 +260,7 @@ class Archive:
     def open(self, name):
         rel = _member(name)
         if rel is None:
-            raise ArchiveError(f"the image refers to {clip(name)}, outside itself", self.path,
+            raise ArchiveError(f"the image refers to {shorten(name)}, outside itself", self.path,
                                "the image is malformed or hostile; do not use it")
         if self.is_tar:
             if rel not in self.members:
@@ -289,7 +289,7 @@ class Archive:
             return json.loads(data)
         except (ValueError, RecursionError) as e:
             what = e if isinstance(e, ValueError) else "nested too deeply"
-            raise ArchiveError(f"{name} is not valid JSON: {clip(str(what), 200)}", self.path, MALFORMED) from None
+            raise ArchiveError(f"{name} is not valid JSON: {shorten(str(what), 200)}", self.path, MALFORMED) from None
 
     def json(self, name):
         return self.parse(name, self.read(name))

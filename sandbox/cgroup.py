@@ -80,7 +80,7 @@ def discover(parent=None):
         if os.path.basename(base) == "supervisor" and os.access(f"{os.path.dirname(base)}/cgroup.procs", os.W_OK):
             base = os.path.dirname(base)        # already in our own leaf (an earlier runner put us here)
     else:
-        base = parent
+        base = parent if parent.startswith("/") else os.path.join(mount, parent)   # relative: to the mount
         if not (base + "/").startswith(mount.rstrip("/") + "/"):
             return Delegation(reason=f"cgroup_parent {base} is not inside the cgroup2 mount {mount}")
     try:

@@ -6,7 +6,7 @@ PyYAML (profiles come from a cache), no json unless --report is given.
 import os
 import sys
 
-from .errors import EXIT_SANDBOX, SandboxError, UsageError, did_you_mean
+from .errors import EXIT_SANDBOX, SandboxError, UsageError, did_you_mean, shorten
 
 USAGE = """\
 usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
@@ -46,7 +46,7 @@ run options:
   --keep-changes DIR   image roots: keep the run's writable layer in DIR (see sandbox diff)
   --quiet              do not print the verdict line on stderr
 
-DUR: 1.5, 1.5s, 500ms, 2m.  SIZE: 65536, 64K, 64M, 64MiB, 1G.
+DUR: 1.5, 1.5s, 500ms, 2m, 1h (at most 500h).  SIZE: 65536, 64K, 64M, 64MiB, 1G (at most 4194304T).
 exit status: the program's; 128+N if it died of signal N; 125 sandbox error (bad profile,
 bad option, a setup step failed); 126 program not executable; 127 program or script not found.
 """
@@ -58,6 +58,7 @@ LIMIT_OPTIONS = {"--time": "cpu_time", "--cpu-time": "cpu_time", "--wall-time": 
 VALUE_OPTIONS = ({"--profile", "--report", "--stdin", "--stdout", "--stderr", "--bind", "--env", "--cwd", "--seccomp",
                   "--output", "--keep-changes"} | set(LIMIT_OPTIONS))
 FLAG_OPTIONS = {"--explain", "--quiet", "--require-cgroup"}
+PATH_OPTIONS = {"--profile", "--report", "--stdin", "--stdout", "--stderr", "--seccomp", "--output", "--keep-changes"}
 QUIET_STATUSES = ("OK", "RE")
 
 
@@ -80,7 +81,7 @@ def _parse_run(argv):
             i += 1
             continue
         if name not in VALUE_OPTIONS:
-            raise UsageError(f"unknown option {name}", "sandbox run",
+            raise UsageError(f"unknown option {name if len(name) <= 60 else name[:59] + '…'}", "sandbox run",
                              did_you_mean(name, sorted(VALUE_OPTIONS | FLAG_OPTIONS), "see sandbox --help", quote=False))
         if not eq:
             if i + 1 >= len(argv):
@@ -94,10 +95,13 @@ def _parse_run(argv):
             opts["binds"].append(value)
         elif name == "--env":
             key, has_value, val = value.partition("=")
-            if not key:
-                raise UsageError(f"{value!r} is not K=V", "--env", "write --env NAME=value or --env NAME")
+            if not key or "\0" in value:
+                raise UsageError(f"{shorten(value, 60)} is not K=V" + (" (it has a NUL)" if key else ""), "--env",
+                                 "write --env NAME=value or --env NAME")
             opts["env"][key] = val if has_value else os.environ.get(key)
         else:
+            if not value and name in PATH_OPTIONS:
+                raise UsageError(f"{name} needs a path, got ''", name, f"give {name} a path, or leave the option out")
             opts[name[2:].replace("-", "_")] = value
     if "profile" not in opts:
         raise UsageError("no profile given", "sandbox run", "add --profile NAME (see: sandbox profiles) or --profile FILE.yaml")
@@ -135,7 +139,7 @@ def cmd_run(argv):
     except SandboxError as e:
         raise _limit_error(e) from None
     if opts.get("explain"):
-        print(plan.explain())
+        _print(plan.explain())
         return 0
     result = runner.execute(plan, stdin=opts.get("stdin", 0), stdout=opts.get("stdout", 1),
                             stderr=opts.get("stderr", 2))
@@ -223,7 +227,7 @@ def _image_build(store, args):
     name, opts, i = args[0], {}, 1
     while i < len(args):
         if args[i] not in ("--debian", "--packages", "--mirror") or i + 1 >= len(args):
-            raise UsageError(f"unexpected {args[i]!r}", "sandbox image build",
+            raise UsageError(f"unexpected {shorten(args[i], 60)}", "sandbox image build",
                              "use: sandbox image build NAME --debian SUITE [--packages P1,P2] [--mirror URL]")
         opts[args[i][2:]] = args[i + 1]
         i += 2
@@ -256,7 +260,7 @@ def cmd_diff(argv):
     if len(argv) != 1:
         raise UsageError("diff takes one directory", "sandbox diff", "use: sandbox diff DIR (from --keep-changes DIR)")
     for kind, path in rootfs.diff(argv[0]):
-        print(f"{kind} {path}")
+        _print(f"{kind} {path}")
     return 0
 
 
@@ -278,15 +282,29 @@ def cmd_profiles(argv):
 
 
 def cmd_check(argv):
-    from . import mounts, plan as plan_mod, profile as profile_mod, rootfs
+    from . import profile as profile_mod, runner
     if len(argv) != 1:
         raise UsageError("check takes one profile file", "sandbox check", "use: sandbox check FILE.yaml")
     p = profile_mod.load(argv[0], where="sandbox check")
-    img = rootfs.resolve(p)                  # an image root: the image must exist
-    mounts.steps(p, mounts.resolve_binds(p), img)
-    plan_mod.check_interpreter(p, plan_mod.environment(p, img), img)
-    print(f"{argv[0]}: ok ({' <- '.join(os.path.basename(c) for c in p.chain)})")
+    # The very plan a run of a script builds, host checks included, and its encoding for the launcher
+    # (whose bounds it checks): one path, so check refuses whatever a run would.  The profile file stands
+    # in for the script; any existing file would do.
+    plan = runner.prepare(p, script=p.path)
+    plan.encode(f"{plan.cgroup.base}/run-check" if plan.cgroup else None)
+    _print(f"{argv[0]}: ok ({' <- '.join(os.path.basename(c) for c in p.chain)})")
     return 0
+
+
+def _print(text, file=None):
+    """A line for stdout (or `file`), whatever its encoding: bytes that are not UTF-8 (host file names
+    and arguments arrive as surrogate escapes) are written as \\xNN, never an encoding error."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:                          # a lone surrogate that is no escaped byte
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    file = file or sys.stdout
+    encoding = getattr(file, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding), file=file)
 
 
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,
@@ -305,10 +323,10 @@ def main(argv=None):
             return 0
         command = COMMANDS.get(argv[0])
         if command is None:
-            raise UsageError(f"unknown command {argv[0]!r}", "sandbox", "commands: run, learn, image, diff, profiles, check (see sandbox --help)")
+            raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check (see sandbox --help)")
         return command(argv[1:])
     except SandboxError as e:
-        print(f"sandbox: error: {e}", file=sys.stderr)
+        _print(f"sandbox: error: {e}", sys.stderr)       # a path in it may hold non-UTF-8 bytes
         return e.exit_code
     except KeyboardInterrupt:
         print("sandbox: interrupted; the sandbox was killed", file=sys.stderr)

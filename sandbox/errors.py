@@ -49,8 +49,14 @@ class SetupError(SandboxError):
     """A step of the plan failed before the program started; nothing ran unconfined."""
 
 
-def clip(value, limit=80):
-    """repr() of a value for a message, cut to `limit` characters: a message never
-    carries an unbounded value (a hostile name can be a megabyte long)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+def shorten(value, limit=80):
+    """repr(value) cut to `limit` characters, ending in '…' when cut: a value
+    quoted in a message must never be unbounded (a 1 MiB string, a huge list)."""
+    if isinstance(value, (str, bytes)):
+        text = repr(value[:limit])             # never repr the whole of a long string
+    else:
+        import reprlib                          # bounded repr of nested containers (error path only)
+        r = reprlib.Repr()
+        r.maxstring = r.maxother = r.maxlong = limit
+        text = r.repr(value)
+    return text if len(text) <= limit else text[:max(limit - 1, 0)] + "…"

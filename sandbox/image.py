@@ -24,7 +24,7 @@ import marshal
 import os
 import stat
 
-from .errors import SandboxError, clip, did_you_mean
+from .errors import SandboxError, shorten, did_you_mean
 
 # Importing, verifying and unpacking need tarfile, gzip, hashlib, json: they are
 # imported where they are used, so that a run on an image imports none of them
@@ -50,7 +50,7 @@ def check_name(name, where):
     inspect, a profile's rootfs.image): names become file names in the store, so
     a name that could be a path ('/', '..', a leading '.') is refused."""
     if not (isinstance(name, str) and 0 < len(name) <= MAX_NAME and name[0] in ALNUM and set(name) <= NAME_CHARS):
-        raise ImageError(f"{clip(name)} is not a valid image name", where, NAME_FIX)
+        raise ImageError(f"{shorten(name)} is not a valid image name", where, NAME_FIX)
     return name
 
 

@@ -30,7 +30,7 @@ import os
 import stat
 import tarfile
 
-from .errors import SandboxError, clip
+from .errors import SandboxError, shorten
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -65,7 +65,7 @@ def limits():
             else:
                 raise ValueError
         except (ValueError, OverflowError):
-            raise LayerError(f"{var}={clip(text, 40)} is not {forms.split(' (')[0]}", "environment",
+            raise LayerError(f"{var}={shorten(text, 40)} is not {forms.split(' (')[0]}", "environment",
                              f"set {var} to {forms}, or unset it for the default") from None
     return tuple(out)
 
@@ -122,12 +122,12 @@ class HashingReader:
 def _clean(name, where):
     """The entry's path as components, or LayerError if it would leave the layer."""
     if "\0" in name:
-        raise LayerError(f"entry {clip(name)} contains a NUL byte", where, "the image is malformed or hostile; do not use it")
+        raise LayerError(f"entry {shorten(name)} contains a NUL byte", where, "the image is malformed or hostile; do not use it")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if name.startswith("/"):
-        raise LayerError(f"entry {clip(name)} has an absolute path", where, "the image is malformed or hostile; do not use it")
+        raise LayerError(f"entry {shorten(name)} has an absolute path", where, "the image is malformed or hostile; do not use it")
     if ".." in parts:
-        raise LayerError(f"entry {clip(name)} climbs out with '..'", where, "the image is malformed or hostile; do not use it")
+        raise LayerError(f"entry {shorten(name)} climbs out with '..'", where, "the image is malformed or hostile; do not use it")
     return parts
 
 
@@ -150,7 +150,7 @@ class _Tree:
                     nxt = os.open(comp, O_DIR, dir_fd=fd)
                 except OSError as e:
                     if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise LayerError(f"entry {clip(name)} goes through a symlink or a file ({clip(comp)})", self.where,
+                        raise LayerError(f"entry {shorten(name)} goes through a symlink or a file ({shorten(comp)})", self.where,
                                          "the image is malformed or hostile; do not use it") from None
                     raise
                 os.close(fd)
@@ -171,7 +171,7 @@ def _remove(dfd, name):
     except FileNotFoundError:
         return
     if stat.S_ISDIR(st.st_mode):
-        raise LayerError(f"whiteout of {clip(name)} after it was added in the same layer", "layer",
+        raise LayerError(f"whiteout of {shorten(name)} after it was added in the same layer", "layer",
                          "the image is malformed; do not use it")
     os.unlink(name, dir_fd=dfd)
 
@@ -191,11 +191,11 @@ def extract(stream, dest, where, caps):
                 tar.members.clear()                          # a stream needs no index: memory stays flat
                 entries += 1
                 if max_entries is not None and entries > max_entries:
-                    raise LayerError(f"the layer has more than {max_entries} entries (at {clip(m.name)})", where,
+                    raise LayerError(f"the layer has more than {max_entries} entries (at {shorten(m.name)})", where,
                                      "raise SANDBOX_MAX_LAYER_ENTRIES if the image is trusted and really that large")
                 cost += ENTRY_COST + (m.size if m.isfile() else len(m.linkname))
                 if max_bytes is not None and cost > max_bytes:
-                    raise LayerError(f"the layer unpacks to more than {max_bytes} bytes (at {clip(m.name)}; each entry "
+                    raise LayerError(f"the layer unpacks to more than {max_bytes} bytes (at {shorten(m.name)}; each entry "
                                      f"counts {ENTRY_COST} bytes besides its data)", where,
                                      "raise SANDBOX_MAX_LAYER_BYTES if the image is trusted and really that large")
                 parts = _clean(m.name, where)
@@ -207,16 +207,16 @@ def extract(stream, dest, where, caps):
                     parts = parts[:-1] + [base[len(WHITEOUT):]] if base != OPAQUE else parts
                     key = "/".join(parts) + ("/" + OPAQUE if base == OPAQUE else "")
                 if key in seen and not (m.isdir() and seen[key] == "dir"):
-                    raise LayerError(f"entry {clip(m.name)} appears twice", where, "the image is malformed; do not use it")
+                    raise LayerError(f"entry {shorten(m.name)} appears twice", where, "the image is malformed; do not use it")
                 seen[key] = "dir" if m.isdir() else "other"
                 if m.issparse():
-                    raise LayerError(f"entry {clip(m.name)} is a sparse file", where,
+                    raise LayerError(f"entry {shorten(m.name)} is a sparse file", where,
                                      "sparse files are not accepted in layers; rebuild the image without them")
                 if "\0" in m.linkname:
-                    raise LayerError(f"entry {clip(m.name)} links to a name with a NUL byte", where,
+                    raise LayerError(f"entry {shorten(m.name)} links to a name with a NUL byte", where,
                                      "the image is malformed or hostile; do not use it")
                 if m.isfile() and not -MAX_MTIME < m.mtime < MAX_MTIME:           # also false for nan
-                    raise LayerError(f"entry {clip(m.name)} has an mtime out of range ({m.mtime!r})", where,
+                    raise LayerError(f"entry {shorten(m.name)} has an mtime out of range ({m.mtime!r})", where,
                                      "the image is malformed; do not use it")
                 try:
                     dfd = tree.parent(parts, m.name)
@@ -225,7 +225,7 @@ def extract(stream, dest, where, caps):
                     finally:
                         os.close(dfd)
                 except OSError as e:
-                    raise LayerError(f"entry {clip(m.name)} cannot be unpacked: {e.strerror or e}", where,
+                    raise LayerError(f"entry {shorten(m.name)} cannot be unpacked: {e.strerror or e}", where,
                                      "the image is malformed, or the store's filesystem refused it "
                                      "(full? names too long?)") from None
             h.drain()                                        # the tar's zero blocks count in the digest
@@ -260,7 +260,7 @@ def _entry(tar, m, base, name, dfd, tree, dir_modes, summary, where):
         except FileExistsError:
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if not stat.S_ISDIR(st.st_mode):
-                raise LayerError(f"entry {clip(m.name)} is a directory over a file", where,
+                raise LayerError(f"entry {shorten(m.name)} is a directory over a file", where,
                                  "the image is malformed; do not use it") from None
         dir_modes[rel] = mode & 0o1777                       # applied at the end
     elif m.isfile():
@@ -271,7 +271,7 @@ def _entry(tar, m, base, name, dfd, tree, dir_modes, summary, where):
             while remaining:
                 chunk = src.read(min(remaining, 1 << 20))
                 if not chunk:
-                    raise LayerError(f"entry {clip(m.name)} is truncated", where, "the image file is damaged")
+                    raise LayerError(f"entry {shorten(m.name)} is truncated", where, "the image file is damaged")
                 os.write(fd, chunk)
                 remaining -= len(chunk)
             os.fchmod(fd, mode)
@@ -284,16 +284,16 @@ def _entry(tar, m, base, name, dfd, tree, dir_modes, summary, where):
     elif m.islnk():
         target = _clean(m.linkname, where)
         if not target:
-            raise LayerError(f"hard link {clip(m.name)} has no target", where, "the image is malformed")
+            raise LayerError(f"hard link {shorten(m.name)} has no target", where, "the image is malformed")
         tfd = tree.parent(target, m.linkname)
         try:
             st = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
             if not stat.S_ISREG(st.st_mode):
-                raise LayerError(f"hard link {clip(m.name)} points at {clip(m.linkname)}, which is not a file of this layer",
+                raise LayerError(f"hard link {shorten(m.name)} points at {shorten(m.linkname)}, which is not a file of this layer",
                                  where, "the image is malformed or hostile; do not use it")
             os.link(target[-1], name, src_dir_fd=tfd, dst_dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
-            raise LayerError(f"hard link {clip(m.name)} points at {clip(m.linkname)}, outside this layer or not yet extracted",
+            raise LayerError(f"hard link {shorten(m.name)} points at {shorten(m.linkname)}, outside this layer or not yet extracted",
                              where, "the image is malformed or hostile; do not use it") from None
         finally:
             os.close(tfd)
@@ -302,4 +302,4 @@ def _entry(tar, m, base, name, dfd, tree, dir_modes, summary, where):
     elif m.ischr() or m.isblk():
         summary["dropped_devices"] += 1                     # the sandbox mounts its own /dev
     else:
-        raise LayerError(f"entry {clip(m.name)} has an unsupported type {m.type!r}", where, "the image is malformed")
+        raise LayerError(f"entry {shorten(m.name)} has an unsupported type {m.type!r}", where, "the image is malformed")

@@ -62,20 +62,38 @@ def _lim(value):
     return -1 if value is None else value
 
 
-def step(limits):
-    ops = []
+def _rlimits(limits):
+    """(limit key, resource, soft, hard) for each rlimit a run sets."""
+    out = []
     cpu = limits["cpu_time"]
     if cpu is not None:
         # Backstop only: SIGXCPU a second after the limit, SIGKILL a second later.
         soft = math.ceil(cpu) + 1
-        ops.append(op("rlimit", RLIMIT_CPU, soft, soft + 1))
+        out.append(("cpu_time", RLIMIT_CPU, soft, soft + 1))
     for key, res in (("address_space", RLIMIT_AS), ("file_size", RLIMIT_FSIZE),
                      ("open_files", RLIMIT_NOFILE), ("stack", RLIMIT_STACK)):
         if limits[key] is not None:
-            ops.append(op("rlimit", res, _lim(limits[key]), _lim(limits[key])))
+            out.append((key, res, limits[key], limits[key]))
     if limits["processes"] is not None:
         # +1: the sandbox's init runs as the same user in the same namespace.
-        ops.append(op("rlimit", RLIMIT_NPROC, limits["processes"] + 1, limits["processes"] + 1))
+        out.append(("processes", RLIMIT_NPROC, limits["processes"] + 1, limits["processes"] + 1))
+    return out
+
+
+def above_caller(limits):
+    """(key, asked, hard) for the first rlimit above the caller's own hard limit, or None.  setrlimit
+    would refuse it (EPERM) inside the sandbox: raising a hard limit needs CAP_SYS_RESOURCE in the
+    host's user namespace, which no sandbox has, so the plan refuses it before anything runs."""
+    import resource
+    for key, res, _, hard in _rlimits(limits):
+        caller = resource.getrlimit(res)[1]
+        if caller != resource.RLIM_INFINITY and hard > caller:
+            return key, hard, caller
+    return None
+
+
+def step(limits):
+    ops = [op("rlimit", res, soft, hard) for _, res, soft, hard in _rlimits(limits)]
     ops.append(op("rlimit", RLIMIT_CORE, 0, 0))
     # If memory runs out, the program is the one to go, never the sandbox's init.
     ops.append(op("oomadj", 1000))

@@ -18,6 +18,7 @@ from .errors import ProfileError, UsageError
 from .step import Step, op
 
 CLONE_NEWNS = 0x00020000
+MAX_SLOTS = 256         # launcher.c MAX_SLOTS: bind sources and image layers held open at once
 # Where the new root's tmpfs is mounted while it is built: any directory that exists; after
 # pivot_root nothing of it is visible.  Sources are opened first, so hiding one does not matter
 # to the kernel, but fuse-overlayfs re-resolves its layers by path: pick one that holds none.
@@ -124,6 +125,10 @@ def steps(profile, binds, img=None):
 
     root_size = profile.get("rootfs", {}).get("size", 1 << 20)
     layers = rootfs.sources(img, len(held)) if img else []
+    if len(held) + len(layers) > MAX_SLOTS:
+        raise ProfileError(f"{len(held)} bind sources" + (f" and {len(layers)} image layers" if layers else "")
+                           + f" are more than the {MAX_SLOTS} the sandbox can hold open", "binds",
+                           "bind a common parent directory instead of many paths")
     # bind sources are opened before the build mount can hide them; only fuse-overlayfs
     # re-resolves paths (the image's layers), so only those need resolving here
     base = root_base([b.src for b in held] + [os.path.realpath(p) for _, p in layers])

@@ -9,8 +9,11 @@ import os
 
 from . import limits as limits_mod
 from . import cgroup as cgroup_mod, mounts, namespaces, privileges, rootfs, seccomp, userns
-from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError
+from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError, shorten
 from .step import Step, op
+
+
+MAX_TOKENS = 65536      # launcher.c MAX_TOKENS: the NUL-separated strings of an encoded plan
 
 
 class Request:
@@ -44,6 +47,10 @@ class Plan:
     def encode(self, cgroup_path=None):
         """The launcher's input; `cgroup_path` is this run's fresh cgroup."""
         out = [b"SBX1"]
+        if sum(len(o) + 1 for o, _ in self.ops()) + 1 > MAX_TOKENS:
+            raise ProfileError(f"the plan has more than the {MAX_TOKENS} parts the launcher reads (every "
+                               "argument, environment variable and mount is one or more)", "plan",
+                               "use fewer environment variables, arguments or binds")
         for o, _ in self.ops():
             out.append(o[0].encode())
             out.append(str(len(o) - 1).encode())
@@ -52,7 +59,7 @@ class Plan:
                     a = cgroup_path
                 a = os.fsencode(a)
                 if b"\0" in a:
-                    raise UsageError(f"{a!r} contains a NUL byte", f"step {o[0]}", "remove the NUL byte")
+                    raise UsageError(f"{shorten(a, 60)} contains a NUL byte", f"step {o[0]}", "remove the NUL byte")
                 out.append(a)
         return b"\0".join(out) + b"\0"
 
@@ -168,6 +175,7 @@ def build(profile, request):
         raise SetupError(f"a cgroup is required but none can be used: {delegation.reason}", where,
                          cgroup_mod.HOW_TO_DELEGATE)
     effective = limits_mod.effective(profile, request.limits, cgroup=bool(delegation))
+    _check_caller_limits(profile, request, effective)
     argv, script = _program(profile, request, env, img)
     cwd = request.cwd or profile.get("cwd") or config.get("WorkingDir") or "/"
     binds = mounts.resolve_binds(profile, request.binds, script)
@@ -185,6 +193,20 @@ def build(profile, request):
            _exec_step(argv, env)]
     )
     return Plan(profile, steps, argv, env, cwd, effective, policy, delegation, img)
+
+
+def _check_caller_limits(profile, request, effective):
+    above = limits_mod.above_caller(effective)
+    if above is None:
+        return
+    key, asked, hard = above
+    if key == "address_space" and key not in request.limits and key not in profile.get("limits", {}):
+        key = "memory"                       # the address-space backstop comes from the memory limit
+    where = f"limits.{key}" if key in request.limits else f"{profile.origin('limits.' + key)}: limits.{key}"
+    raise ProfileError(f"the run would set a hard limit of {asked} for {key}, above this caller's own hard "
+                       f"limit {hard}; only the host's root can raise a hard limit", where,
+                       f"lower {key}, or raise the caller's hard limit (ulimit -H, limits.conf, or a service "
+                       "unit's Limit*=)")
 
 
 def _image_user(config):

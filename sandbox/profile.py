@@ -2,7 +2,7 @@
 
 Loading is split in two on purpose:
 - what depends only on the files (syntax, keys, types, units, `extends`) is
-  validated once and cached as marshal data keyed by the files' mtimes, so a
+  read by yamlload (bounded and strict), validated once and cached as marshal data keyed by the files' mtimes, so a
   run whose profile did not change never imports PyYAML (13 ms cold);
 - what depends on the host (bind sources, the interpreter) is checked on every
   run by `check_host`, because the host can change under an unchanged file.
@@ -14,10 +14,10 @@ lists included, is replaced.
 import marshal
 import os
 
-from .errors import ProfileError, did_you_mean
+from .errors import ProfileError, did_you_mean, shorten
 from .units import parse_duration, parse_size
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUILTIN_DIRS = (
     os.path.join(os.path.dirname(__file__), "profiles"),                  # installed copy
     os.path.join(os.path.dirname(os.path.dirname(__file__)), "profiles"),  # source checkout
@@ -54,19 +54,38 @@ def _fail(where, what, fix):
     raise ProfileError(what, where, fix)
 
 
+def _show(v):
+    """A value quoted in a message: bounded, whatever its size."""
+    return shorten(v, 60)
+
+
 def _str(v, where):
     if not isinstance(v, str):
-        _fail(where, f"expected a string, got {type(v).__name__} {v!r}", "quote the value")
+        _fail(where, f"expected a string, got {type(v).__name__} {_show(v)}", "quote the value")
+    if "\0" in v:
+        _fail(where, f"{_show(v)} contains a NUL character, which no path, name or argument can hold", "remove it")
+    try:
+        v.encode("utf-8", "surrogateescape")   # a host path's non-UTF-8 bytes (\udc80-\udcff) are fine
+    except UnicodeEncodeError:
+        _fail(where, f"{_show(v)} contains a lone surrogate (a half of a UTF-16 pair), which is not text",
+              "write the character itself, or a \\U escape of a real code point")
     return v
+
+
+PATH_MAX, NAME_MAX = 4096, 255
 
 
 def _abs_path(v, where):
     v = _str(v, where)
     if not v.startswith("/"):
-        _fail(where, f"{v!r} is a relative path; an absolute path is needed here",
-              f"write it from the root, e.g. /{v.lstrip('./')}")
-    norm = os.path.normpath(v)
-    return "/" + norm.lstrip("/")
+        _fail(where, f"{_show(v)} is a relative path; an absolute path is needed here",
+              f"write it from the root, e.g. /{v.lstrip('./')[:60]}")
+    norm = "/" + os.path.normpath(v).lstrip("/")
+    encoded = os.fsencode(norm)
+    if len(encoded) >= PATH_MAX or any(len(part) > NAME_MAX for part in encoded.split(b"/")):
+        _fail(where, f"{_show(v)} is longer than the kernel takes ({PATH_MAX - 1} bytes, {NAME_MAX} per name)",
+              "use a shorter path")
+    return norm
 
 
 def _mount_dst(v, where):
@@ -78,15 +97,17 @@ def _mount_dst(v, where):
 
 def _bool(v, where):
     if not isinstance(v, bool):
-        _fail(where, f"expected true or false, got {v!r}", "write true or false")
+        _fail(where, f"expected true or false, got {_show(v)}", "write true or false")
     return v
 
 
-def _int(v, where, minimum=0):
+def _int(v, where, minimum=0, maximum=2**31 - 1):
     if isinstance(v, bool) or not isinstance(v, int):
-        _fail(where, f"expected a whole number, got {v!r}", "write a number such as 64")
+        _fail(where, f"expected a whole number, got {_show(v)}", "write a number such as 64")
     if v < minimum:
         _fail(where, f"{v} is below the minimum {minimum}", f"use at least {minimum}")
+    if v > maximum:
+        _fail(where, f"{_show(v)} is above the maximum {maximum}", f"use at most {maximum}")
     return v
 
 
@@ -94,39 +115,52 @@ def _size(v, where):
     try:
         return parse_size(v)
     except ValueError as e:
-        _fail(where, str(e), "sizes are bytes with an optional K, M, G suffix (binary)")
+        _fail(where, str(e), "sizes are bytes with an optional K, M, G, T suffix (binary), at most 4194304T")
+
+
+def _mount_size(v, where):
+    """The size of a tmpfs the sandbox mounts: a real size (tmpfs reads 0 as no limit at all)."""
+    n = _size(v, where)
+    if n is None or n < 4096:
+        _fail(where, f"a tmpfs needs a size of at least 4K, got {_show(v)}", "write a size such as 64M")
+    return n
 
 
 def _duration(v, where):
     try:
         return parse_duration(v)
     except ValueError as e:
-        _fail(where, str(e), "durations are seconds, or a number with ms, s, m or h")
+        _fail(where, str(e), "durations are seconds, or a number with ms, s, m or h, at most 500h")
 
 
-def _count(v, where):
-    if isinstance(v, str):
-        if v.strip().lower() == "unlimited":
+def _count(minimum, maximum, why=""):
+    def check(v, where):
+        if isinstance(v, str):                  # "unlimited", or a number from the command line
+            text = v.strip()
+            if text.lower() == "unlimited":
+                return None
+            if text.isascii() and text.isdigit() and len(text) <= 100:  # no '²', no fullwidth digits
+                v = int(text)
+        if v is None:
             return None
-        if v.strip().isdigit():      # from the command line
-            v = int(v)
-    if v is None:
-        return None
-    return _int(v, where, minimum=1)
+        if isinstance(v, int) and not isinstance(v, bool) and v < minimum and why:
+            _fail(where, f"{v} is below the minimum {minimum}: {why}", f"use at least {minimum}")
+        return _int(v, where, minimum, maximum)
+    return check
 
 
 def _id(v, where):
     if v == "caller":
         return v
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**32 - 1:
-        _fail(where, f"{v!r} is not a user/group id", "write a number such as 1000, or 'caller'")
+        _fail(where, f"{_show(v)} is not a user/group id", "write a number such as 1000, or 'caller'")
     return v
 
 
 def _choice(*options):
     def check(v, where):
-        if v not in options:
-            _fail(where, f"{v!r} is not one of {', '.join(options)}", f"write one of: {', '.join(options)}")
+        if not isinstance(v, str) or v not in options:
+            _fail(where, f"{_show(v)} is not one of {', '.join(options)}", f"write one of: {', '.join(options)}")
         return v
     return check
 
@@ -148,10 +182,10 @@ def parse_bind(v, where, base=None):
         if len(parts) > 1 and parts[-1] in ("rw", "ro"):
             mode = parts.pop()
         if len(parts) > 2 or not parts[0]:
-            _fail(where, f"{v!r} is not SRC[:DST][:rw]", "write e.g. /data or /data:/mnt/data:rw")
+            _fail(where, f"{_show(v)} is not SRC[:DST][:rw]", "write e.g. /data or /data:/mnt/data:rw")
         v = {"src": parts[0], "rw": mode == "rw"} | ({"dst": parts[1]} if len(parts) == 2 else {})
     elif not isinstance(v, dict):
-        _fail(where, f"expected 'SRC[:DST][:rw]' or a mapping, got {v!r}", "write e.g. /data:/mnt/data:rw")
+        _fail(where, f"expected 'SRC[:DST][:rw]' or a mapping, got {_show(v)}", "write e.g. /data:/mnt/data:rw")
     _unknown(v, ("src", "dst", "rw", "optional"), where)
     if "src" not in v:
         _fail(where, "a bind needs 'src'", "add src: /host/path")
@@ -165,6 +199,9 @@ def parse_bind(v, where, base=None):
             "optional": _bool(v.get("optional", False), f"{where}.optional")}
 
 
+MAX_INODES = 2**32 - 1      # what tmpfs's nr_inodes takes on 64-bit Linux 6.x
+
+
 def _tmpfs_entry(v, where):
     if v is None:
         return None
@@ -173,16 +210,13 @@ def _tmpfs_entry(v, where):
     _unknown(v, ("size", "mode", "inodes"), where)
     mode = v.get("mode", "1777")
     if not isinstance(mode, str):
-        _fail(f"{where}.mode", f"{mode!r} is not a quoted octal mode (YAML reads 0755 as the number 493)",
+        _fail(f"{where}.mode", f"{_show(mode)} is not a quoted octal mode (YAML reads 0755 as the number 493)",
               "quote it: mode: '0755'")
-    try:
-        mode = int(mode, 8)
-        if not 0 <= mode <= 0o7777:
-            raise ValueError
-    except ValueError:
-        _fail(f"{where}.mode", f"{mode!r} is not an octal mode", "write e.g. '1777' or '0755'")
-    return {"size": _size(v.get("size", "64M"), f"{where}.size"), "mode": mode,
-            "inodes": _int(v.get("inodes", 16384), f"{where}.inodes", minimum=16)}
+    text = mode.strip()
+    if not (text and len(text) <= 4 and all(c in "01234567" for c in text)):    # int(, 8) takes '٧' and '0o7'
+        _fail(f"{where}.mode", f"{_show(mode)} is not an octal mode", "write e.g. '1777' or '0755'")
+    return {"size": _mount_size(v.get("size", "64M"), f"{where}.size"), "mode": int(text, 8),
+            "inodes": _int(v.get("inodes", 16384), f"{where}.inodes", minimum=16, maximum=MAX_INODES)}
 
 
 def _env_value(v, where):
@@ -199,30 +233,69 @@ def _mapping(key_check, value_check):
             _fail(where, f"expected a mapping, got {type(v).__name__}", "write KEY: VALUE lines")
         out = {}
         for k, x in v.items():
-            k = key_check(k, f"{where}.{k}")
-            out[k] = value_check(x, f"{where}.{k}")
+            sub = f"{where}.{k if isinstance(k, str) and len(k) <= 80 else _show(k)}"
+            k = key_check(k, sub)
+            out[k] = value_check(x, sub)
         return out
     return check
 
 
 def _env_name(k, where):
-    if not isinstance(k, str) or not k or "=" in k or "\0" in k:
-        _fail(where, f"{k!r} is not an environment variable name", "use a name without '='")
-    return k
+    if not isinstance(k, str) or not k or "=" in k:
+        _fail(where, f"{_show(k)} is not an environment variable name", "use a name without '='")
+    return _str(k, where)
 
 
 def _fraction(v, where):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.01 <= v <= 1024:
-        if isinstance(v, str) and v.strip().lower() == "unlimited":
+    """cpus: CPUs' worth of time per second, 0.01 to 1024 (cpu.max in steps of 1/100,000)."""
+    n = None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):     # true is not 1 CPU
+        n = float(v) if isinstance(v, float) or abs(v) <= 1 << 53 else float("inf")   # float(10**400) raises
+    elif isinstance(v, str):
+        text = v.strip()
+        if text.lower() == "unlimited":
             return None
-        try:
-            v = float(v)
-            if 0.01 <= v <= 1024:
-                return v
-        except (TypeError, ValueError):
-            pass
-        _fail(where, f"{v!r} is not a number of CPUs", "write e.g. 1 or 0.5 (CPUs' worth of time per second)")
-    return float(v)
+        if text.isascii() and 0 < len(text) <= 20 and text.count(".") <= 1 and text.strip(".") \
+                and all(c in "0123456789." for c in text):
+            n = float(text)
+    if n is None or not 0.01 <= n <= 1024:                            # nan and inf fail this too
+        _fail(where, f"{_show(v)} is not a number of CPUs from 0.01 to 1024",
+              "write e.g. 1 or 0.5 (CPUs' worth of time per second)")
+    return n
+
+
+def _hostname(v, where):
+    v = _str(v, where)
+    size = len(v.encode("utf-8", "surrogateescape"))
+    if size > 64 or any(c < " " or c == "\x7f" for c in v):
+        _fail(where, f"{_show(v)} is not a hostname the kernel takes "
+                     f"({'longer than 64 bytes' if size > 64 else 'it has a control character'})",
+              "use at most 64 printable characters, e.g. sandbox")
+    return v
+
+
+def _cpu_range(part):
+    first, dash, last = part.strip().partition("-")
+    number = lambda x: x.isascii() and x.isdigit() and len(x) <= 5     # noqa: E731
+    return number(first) and (not dash or (number(last) and int(last) >= int(first)))
+
+
+def _cpuset(v, where):
+    """cpuset.cpus syntax: a list of CPU numbers and ranges, "0-3,5"."""
+    if not all(_cpu_range(part) for part in _str(v, where).split(",")):
+        _fail(where, f"{_show(v)} is not a list of CPUs", "write CPU numbers and ranges, e.g. '0-3,5'")
+    return v
+
+
+def _cgroup_parent(v, where):
+    """A cgroup v2 directory: absolute under /sys/fs/cgroup, or relative to the cgroup2 mount."""
+    parts = _str(v, where).split("/")
+    if not v.strip("/") or ".." in parts or "." in parts or \
+            (v.startswith("/") and not v.startswith("/sys/fs/cgroup/")):
+        _fail(where, f"{_show(v)} is not a cgroup directory",
+              "write a path under /sys/fs/cgroup, or one relative to the cgroup2 mount, without '.' or '..' "
+              "parts, e.g. /sys/fs/cgroup/judge.service")
+    return _abs_path(v, where) if v.startswith("/") else _abs_path("/" + v, where)[1:]
 
 
 def _seccomp_ref(v, where):
@@ -233,25 +306,34 @@ def _seccomp_ref(v, where):
     return _str(v, where)
 
 
+# Limits bounded by what the kernel takes: pids.max below PID_MAX_LIMIT (2^22) with the sandbox's
+# init added; RLIMIT_NOFILE at most the kernel's nr_open ceiling, and at least what the sandbox's own
+# steps need after the rlimits step (OPEN_FILES_MIN: 3 fails the launcher, measured on Linux 6.x).
+MAX_PROCESSES = (1 << 22) - 1
+MAX_OPEN_FILES = 2147483584
+OPEN_FILES_MIN = 4
+
 SCHEMA = {
     "description": _str,
     "extends": _str,
     "user": {"uid": _id, "gid": _id},
-    "hostname": _str,
+    "hostname": _hostname,
     "network": _choice("none", "host"),
-    "rootfs": {"binds": _list_of(parse_bind), "size": _size, "image": _str,
-               "overlay": _choice("auto", "kernel", "fuse"), "writable_size": _size},
+    "rootfs": {"binds": _list_of(parse_bind), "size": _mount_size, "image": _str,
+               "overlay": _choice("auto", "kernel", "fuse"), "writable_size": _mount_size},
     "binds": _list_of(parse_bind),
     "tmpfs": _mapping(_mount_dst, _tmpfs_entry),
-    "shm_size": _size,
+    "shm_size": _mount_size,
     "cwd": _abs_path,
     "env": _mapping(_env_name, _env_value),
     "limits": {"cpu_time": _duration, "wall_time": _duration, "memory": _size, "address_space": _size,
-               "processes": _count, "file_size": _size, "open_files": _count, "stack": _size, "output": _size,
-               "cpus": _fraction},
+               "processes": _count(1, MAX_PROCESSES), "file_size": _size,
+               "open_files": _count(OPEN_FILES_MIN, MAX_OPEN_FILES,
+                                    "the sandbox's own last steps and the program's exec need descriptors"),
+               "stack": _size, "output": _size, "cpus": _fraction},
     "require_cgroup": _bool,
-    "cgroup_parent": _abs_path,
-    "cpuset": _str,
+    "cgroup_parent": _cgroup_parent,
+    "cpuset": _cpuset,
     "script": {"interpreter": _list_of(_str), "dir": _mount_dst},
     "seccomp": _seccomp_ref,
 }
@@ -260,8 +342,9 @@ SCHEMA = {
 def _unknown(mapping, known, where):
     for key in mapping:
         if key not in known:
-            _fail(f"{where}.{key}" if where else str(key), f"unknown key '{key}'",
-                  did_you_mean(key, known, f"known keys: {', '.join(known)}"))
+            name = key if isinstance(key, str) and len(key) <= 80 else _show(key)
+            _fail(f"{where}.{name}" if where else str(name), f"unknown key '{name}'",
+                  did_you_mean(str(name)[:80], known, f"known keys: {', '.join(known)}"))
 
 
 def _validate(raw, schema, where, origins, path):
@@ -321,29 +404,20 @@ def locate(ref, relative_to=None, where="--profile"):
         path = ref if os.path.isabs(ref) or relative_to is None else os.path.join(relative_to, ref)
         path = os.path.abspath(path)
         if not os.path.isfile(path):
-            _fail(where, f"profile file {path} does not exist", "check the path, or use a built-in name (sandbox profiles)")
+            _fail(where, f"profile file {path if len(path) < 300 else _show(path)} does not exist",
+                  "check the path, or use a built-in name (sandbox profiles)")
         return path
     path = os.path.join(builtin_dir(), ref + ".yaml")
     if not os.path.isfile(path):
         names = builtin_names()
-        _fail(where, f"no built-in profile named '{ref}'",
-              did_you_mean(ref, names, f"built-in profiles: {', '.join(names)}") + " (or give a path to a .yaml file)")
+        _fail(where, f"no built-in profile named {_show(ref)}",
+              did_you_mean(ref[:80], names, f"built-in profiles: {', '.join(names)}") + " (or give a path to a .yaml file)")
     return path
 
 
-def _read_yaml(path):
-    import yaml
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark
-        what = f"YAML syntax error: {e.problem}"
-        if e.context and e.context_mark is not None:
-            what += f" ({e.context} at line {e.context_mark.line + 1}, column {e.context_mark.column + 1})"
-        _fail(f"{path}:{mark.line + 1}:{mark.column + 1}", what, "fix the YAML syntax there")
-    except (OSError, UnicodeDecodeError) as e:
-        _fail(path, f"cannot read the profile: {e}", "check the file's permissions and encoding")
+def _read_yaml(path, kind="profile"):
+    from . import yamlload              # PyYAML: only when a file is not cached
+    raw = yamlload.load(path, kind)
     return {} if raw is None else raw
 
 

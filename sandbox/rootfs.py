@@ -43,6 +43,8 @@ def resolve(profile, keep_changes=None):
     store = image_mod.Store()
     img = store.get(name, where)
     backend = choose(rootfs.get("overlay", "auto"), where)
+    if keep_changes:
+        _check_keep(keep_changes)
     return ImageRoot(store, img, rootfs.get("writable_size") or 256 << 20, backend, keep_changes)
 
 
@@ -122,15 +124,29 @@ def choose(wanted, where):
 
 # ------------------------------------------------------------------ the plan
 
+def _check_keep(keep):
+    """--keep-changes DIR must be a new or empty directory (checked when the plan is built)."""
+    try:
+        if os.path.lexists(keep) and os.listdir(keep):
+            raise UsageError(f"{keep} is not empty", "--keep-changes", "give a new or empty directory")
+    except OSError as e:                               # a file, or a directory we cannot read
+        raise UsageError(f"{keep} cannot hold the kept changes: {e.strerror}", "--keep-changes",
+                         "give a new or empty directory you can write") from None
+
+
 def prepare_keep(keep, img):
     """--keep-changes DIR: an empty or new directory that will hold the upper layer."""
     import json
-    if os.path.exists(keep) and os.listdir(keep):
-        raise UsageError(f"{keep} is not empty", "--keep-changes", "give a new or empty directory")
-    for d in ("upper", "work"):
-        os.makedirs(os.path.join(keep, d), mode=0o755, exist_ok=True)
-    with open(os.path.join(keep, "changes.json"), "w") as f:
-        json.dump({"image": img.image["name"], "layers": img.image["layers"], "store": img.store.root}, f, indent=2)
+    _check_keep(keep)
+    try:
+        for d in ("upper", "work"):
+            os.makedirs(os.path.join(keep, d), mode=0o755, exist_ok=True)
+        with open(os.path.join(keep, "changes.json"), "w") as f:
+            json.dump({"image": img.image["name"], "layers": img.image["layers"], "store": img.store.root}, f,
+                      indent=2)
+    except OSError as e:
+        raise UsageError(f"cannot create {keep}: {e.strerror}", "--keep-changes",
+                         "give a new or empty directory in a place you can write") from None
 
 
 def sources(img, first_slot):
@@ -177,23 +193,42 @@ def report(img):
 
 # ------------------------------------------------------------------ diff
 
-def diff(keep):
-    """What a run changed, from a --keep-changes directory: [(A|C|D, path)]."""
+def _kept(keep):
+    """The image a --keep-changes directory was made from, from its changes.json:
+    (store, {name, layers}); a UsageError for anything else."""
     import json
     from . import image as image_mod
+    path = os.path.join(keep, "changes.json")
+    fix = "give the directory passed to --keep-changes (its changes.json is written by the run)"
     try:
-        with open(os.path.join(keep, "changes.json")) as f:
+        with open(path, encoding="utf-8") as f:
             meta = json.load(f)
-    except (OSError, ValueError):
-        raise UsageError(f"{keep} holds no kept changes (changes.json is missing)", "sandbox diff",
-                         "give the directory passed to --keep-changes") from None
+    except FileNotFoundError:
+        raise UsageError(f"{keep or '(empty)'} holds no kept changes (changes.json is missing)", "sandbox diff",
+                         fix) from None
+    except (OSError, ValueError) as e:          # a file for a directory, unreadable, not JSON, not UTF-8
+        raise UsageError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}", "sandbox diff", fix) from None
+    layers = meta.get("layers") if isinstance(meta, dict) else None
+    if not (isinstance(meta, dict) and isinstance(meta.get("image"), str) and isinstance(meta.get("store"), str)
+            and isinstance(layers, list)
+            and all(isinstance(d, str) and len(d) == 64 and all(c in "0123456789abcdef" for c in d) for d in layers)):
+        raise UsageError(f"{path} is malformed: it needs image (a name), store (a directory) and layers (sha256 "
+                         "digests)", "sandbox diff", fix)
     store = image_mod.Store(meta["store"])
-    img = {"name": meta["image"], "layers": meta["layers"]}
+    if not os.path.isdir(store.layers):
+        raise UsageError(f"the image store {meta['store']} named in {path} has no layers directory", "sandbox diff",
+                         "run sandbox diff where the run's image store is (SANDBOX_STORE)")
+    return store, {"name": meta["image"], "layers": layers}
+
+
+def diff(keep):
+    """What a run changed, from a --keep-changes directory: [(A|C|D, path)]."""
+    from . import image as image_mod
+    store, img = _kept(keep)
     upper = os.path.join(keep, "upper")
     out = []
     for root, dirs, files in os.walk(upper):
-        rel_root = "/" + os.path.relpath(root, upper).lstrip(".")
-        rel_root = "" if rel_root == "/" else rel_root
+        rel_root = "" if root == upper else "/" + os.path.relpath(root, upper)   # "/.config" keeps its dot
         for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
             full, rel = os.path.join(root, name), f"{rel_root}/{name}"
             st = os.lstat(full)

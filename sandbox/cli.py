@@ -59,6 +59,7 @@ VALUE_OPTIONS = ({"--profile", "--report", "--stdin", "--stdout", "--stderr", "-
                   "--output", "--keep-changes"} | set(LIMIT_OPTIONS))
 FLAG_OPTIONS = {"--explain", "--quiet", "--require-cgroup"}
 QUIET_STATUSES = ("OK", "RE")
+DRAIN_IDLE = 5.0    # seconds a reader of the program's output may take nothing once the sandbox is gone
 
 
 def _parse_run(argv):
@@ -137,13 +138,73 @@ def cmd_run(argv):
     if opts.get("explain"):
         print(plan.explain())
         return 0
-    result = runner.execute(plan, stdin=opts.get("stdin", 0), stdout=opts.get("stdout", 1),
-                            stderr=opts.get("stderr", 2))
-    if "report" in opts and not _write_report(result, opts["report"]):
-        return EXIT_SANDBOX
-    if result.status not in QUIET_STATUSES and not opts.get("quiet"):
-        print(f"sandbox: {result.status}: {result.message}", file=sys.stderr)
-    return result.exit_status
+    if "report" in opts:
+        _check_report(opts["report"])
+    from .lookout import final_line, must_print
+    out, err = _relay("stdout", 1, opts), _relay("stderr", 2, opts)
+    result = runner.execute(plan, stdin=_stdin(opts), stdout=out, stderr=err, relay_timeout=DRAIN_IDLE)
+    # From here on the sandbox is gone and its output relayed: what we write comes after all of it.
+    from .units import human_size
+    for name, sink in (("stdout", out), ("stderr", err)):
+        if getattr(sink, "dropped", 0):
+            _say(f"sandbox: {name}: {human_size(sink.dropped)} of the program's output not delivered: "
+                 f"the reader took nothing for {DRAIN_IDLE:g} s\n")
+    reported = "report" not in opts or _write_report(result, opts["report"])
+    lookouts = [s.watch for s in (out, err) if getattr(s, "watch", None) is not None]
+    if (result.status == "XX" or must_print(lookouts)
+            or (result.status not in QUIET_STATUSES and not opts.get("quiet"))):
+        _say(final_line(f"sandbox: {result.status}: {result.message}", lookouts, os.isatty(2)))
+    return result.exit_status if reported else EXIT_SANDBOX
+
+
+def _stdin(opts):
+    # Our own stdin may be the caller's terminal, or a pipe their shell shares: relayed, never handed over.
+    from .stdio import Shared
+    return opts["stdin"] if "stdin" in opts else Shared(0)
+
+
+def _relay(name, fd, opts):
+    """The CLI's own fd as a stream's target, watched by a Lookout (see lookout.py); a file
+    given with --stdout/--stderr is opened by the runner and needs no watching."""
+    if name in opts:
+        return opts[name]
+    from .lookout import Lookout
+    from .stdio import fd_sink
+    sink = fd_sink(fd)
+    stderr_tty = os.isatty(2)
+    try:
+        shares = (sink.tty and stderr_tty) or os.path.samestat(os.fstat(fd), os.fstat(2))
+    except OSError:
+        shares = False
+    sink.watch = Lookout(controls=sink.tty and stderr_tty, shares=shares)
+    return sink
+
+
+def _say(text):
+    """Write to our stderr within a bound: a stderr that takes nothing for DRAIN_IDLE loses the text
+    rather than hang the CLI."""
+    from .stdio import fd_sink
+    sys.stderr.flush()
+    sink = fd_sink(2)
+    sink.feed(text.encode("utf-8", "backslashreplace"))
+    sink.drain(DRAIN_IDLE)
+    sink.close()
+
+
+def _check_report(path):
+    """--report is checked before anything runs: exit 125 must mean that nothing ran."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        problem = "it is a directory"
+    elif os.path.exists(path):
+        problem = None if os.access(path, os.W_OK) else "the file is not writable"
+    elif not os.path.isdir(parent):
+        problem = f"the directory {parent} does not exist"
+    else:
+        problem = None if os.access(parent, os.W_OK | os.X_OK) else f"the directory {parent} is not writable"
+    if problem:
+        raise UsageError(f"cannot write the report to {path}: {problem}", "--report",
+                         "choose a file in an existing, writable directory")
 
 
 def _write_report(result, path):
@@ -165,8 +226,10 @@ def cmd_learn(argv):
         if option in opts:
             raise UsageError(f"--{option} does not apply to sandbox learn", f"--{option}", f"drop --{option}")
     try:
+        if "report" in opts:
+            _check_report(opts["report"])
         result, names, foreign = learn.learn(opts["profile"], opts["output"], opts.get("argv"),
-                                             io=(opts.get("stdin", 0), opts.get("stdout", 1), opts.get("stderr", 2)),
+                                             io=(_stdin(opts), opts.get("stdout", 1), opts.get("stderr", 2)),
                                              **_request(opts))
     except SandboxError as e:
         raise _limit_error(e) from None
@@ -276,10 +339,11 @@ def cmd_profiles(argv):
 
 
 def cmd_check(argv):
-    from . import mounts, plan as plan_mod, profile as profile_mod, rootfs
+    from . import cgroup, limits, mounts, plan as plan_mod, profile as profile_mod, rootfs
     if len(argv) != 1:
         raise UsageError("check takes one profile file", "sandbox check", "use: sandbox check FILE.yaml")
     p = profile_mod.load(argv[0], where="sandbox check")
+    limits.effective(p, cgroup=bool(cgroup.discover(p.get("cgroup_parent"))))   # limits that could not hold
     img = rootfs.resolve(p)                  # an image root: the image must exist
     mounts.steps(p, mounts.resolve_binds(p), img)
     plan_mod.check_interpreter(p, plan_mod.environment(p, img), img)

@@ -59,7 +59,6 @@ VALUE_OPTIONS = ({"--profile", "--report", "--stdin", "--stdout", "--stderr", "-
                   "--output", "--keep-changes"} | set(LIMIT_OPTIONS))
 FLAG_OPTIONS = {"--explain", "--quiet", "--require-cgroup"}
 QUIET_STATUSES = ("OK", "RE")
-DRAIN_IDLE = 5.0    # seconds a reader of the program's output may take nothing once the sandbox is gone
 
 
 def _parse_run(argv):
@@ -142,13 +141,13 @@ def cmd_run(argv):
         _check_report(opts["report"])
     from .lookout import final_line, must_print
     out, err = _relay("stdout", 1, opts), _relay("stderr", 2, opts)
-    result = runner.execute(plan, stdin=_stdin(opts), stdout=out, stderr=err, relay_timeout=DRAIN_IDLE)
+    result = runner.execute(plan, stdin=_stdin(opts), stdout=out, stderr=err)
     # From here on the sandbox is gone and its output relayed: what we write comes after all of it.
     from .units import human_size
     for name, sink in (("stdout", out), ("stderr", err)):
         if getattr(sink, "dropped", 0):
             _say(f"sandbox: {name}: {human_size(sink.dropped)} of the program's output not delivered: "
-                 f"the reader took nothing for {DRAIN_IDLE:g} s\n")
+                 f"the terminal took nothing for {sink.idle:g} s\n")
     reported = "report" not in opts or _write_report(result, opts["report"])
     lookouts = [s.watch for s in (out, err) if getattr(s, "watch", None) is not None]
     if (result.status == "XX" or must_print(lookouts)
@@ -181,13 +180,13 @@ def _relay(name, fd, opts):
 
 
 def _say(text):
-    """Write to our stderr within a bound: a stderr that takes nothing for DRAIN_IDLE loses the text
-    rather than hang the CLI."""
+    """Write to our stderr as the relay writes: a terminal that takes nothing (output stopped)
+    loses the text after stdio.TERMINAL_IDLE rather than hang the CLI."""
     from .stdio import fd_sink
     sys.stderr.flush()
     sink = fd_sink(2)
     sink.feed(text.encode("utf-8", "backslashreplace"))
-    sink.drain(DRAIN_IDLE)
+    sink.drain()
     sink.close()
 
 

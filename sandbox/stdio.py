@@ -31,6 +31,7 @@ from .errors import UsageError
 from .supervise import Feed, Sink
 
 MEMFD_MAX = 64 << 20
+TERMINAL_IDLE = 5.0                 # s: a terminal taking nothing once the sandbox is gone (^S, tcflow) loses the rest
 F_ADD_SEALS = 1033
 SEALS = 1 | 2 | 4 | 8               # F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
 NULL_DEVICE = os.makedev(1, 3)
@@ -198,11 +199,13 @@ def sink(target, where, closing):
 
 
 def fd_sink(fd):
-    """A Sink relaying to the caller's fd; a terminal through a non-blocking description of our own
-    (closed by Sink.close), so a stopped terminal stalls neither supervision nor the final drain."""
-    if os.isatty(fd):
-        own = private_description(fd, os.O_WRONLY)
-        if own is not None:
-            return Sink(fd=own, owned=True, tty=True)
-        return Sink(fd=fd, tty=True)
-    return Sink(fd=fd)
+    """A Sink relaying to the caller's fd.  A terminal gets a non-blocking description of our own
+    (closed by Sink.close), so a stopped terminal never blocks supervision, and the final drain
+    gives up on it after TERMINAL_IDLE without progress.  A pipe's reader is waited for, as a
+    program writing to it directly would wait: it is the caller's own pipeline."""
+    if not os.isatty(fd):
+        return Sink(fd=fd)
+    own = private_description(fd, os.O_WRONLY)
+    sink = Sink(fd=fd if own is None else own, owned=own is not None, tty=True)
+    sink.idle = TERMINAL_IDLE
+    return sink

@@ -27,8 +27,9 @@ class Sink:
     so a stalled reader never stalls supervision.  `owned`: the fd is ours to
     close (a terminal's private description, stdio.fd_sink); `watch`: an object
     whose see(data) is shown everything relayed (the CLI's verdict-line lookout);
-    `dropped`: bytes given up by drain() when the reader made no progress."""
-    __slots__ = ("fd", "captured", "pending", "broken", "chunk", "owned", "tty", "watch", "dropped")
+    `idle`: drain() never waits longer than this for a reader that takes nothing
+    (set for terminals); `dropped`: bytes drain() gave up on."""
+    __slots__ = ("fd", "captured", "pending", "broken", "chunk", "owned", "tty", "watch", "idle", "dropped")
 
     def __init__(self, fd=None, capture=False, owned=False, tty=False):
         self.fd = fd
@@ -36,7 +37,7 @@ class Sink:
         self.pending = bytearray()
         self.broken = False
         self.chunk = CHUNK
-        self.owned, self.tty, self.watch, self.dropped = owned, tty, None, 0
+        self.owned, self.tty, self.watch, self.idle, self.dropped = owned, tty, None, None, 0
         if fd is not None:
             try:
                 mode = os.fstat(fd).st_mode
@@ -61,8 +62,10 @@ class Sink:
     def drain(self, idle_timeout=None, cancel=None):
         """The sandbox is gone: hand over what is pending.  Waits for the reader as long
         as it makes progress; gives up (dropping the rest) after `idle_timeout` seconds
-        without any, or when `cancel` becomes readable.  None waits for ever, as a
-        relay to a slow terminal must."""
+        without any (or `self.idle`, whichever is shorter), or when `cancel` becomes
+        readable.  None waits for ever, as a pipe's writer would."""
+        if self.idle is not None:
+            idle_timeout = self.idle if idle_timeout is None else min(idle_timeout, self.idle)
         while self.pending and not self.broken:
             poller = select.poll()
             poller.register(self.fd, POLLOUT)

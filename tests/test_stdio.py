@@ -373,24 +373,40 @@ def test_stdin_relay_is_bounded_when_the_program_does_not_read(user):
     assert not fired.is_set()
 
 
-def test_final_drain_to_a_reader_that_takes_nothing_is_abandoned_with_a_note(user, box):
-    """After the sandbox is gone, output to a reader that makes no progress is given up after
-    a bound, with a note: the runner never hangs on a stalled terminal or pipe."""
+def test_final_drain_to_a_stopped_terminal_is_abandoned_with_a_note(user, box):
+    """The review's hang: output stopped on the caller's terminal (tcflow TCOOFF; the program can no
+    longer do it, a user's ^S or another process still can).  Once the sandbox is gone the runner
+    waits for the terminal only while it makes progress, then gives up with a note."""
     err = os.path.join(box, "err")
-    with open(err, "wb") as errf:
-        os.chown(err, user.uid, user.gid) if os.geteuid() == 0 else None
-        p = user.popen([SANDBOX, "run", "--profile", "shell", "--", "head", "-c", "400000", "/dev/zero"],
-                       stdout=subprocess.PIPE, stderr=errf)
-        fired, timer = _watchdog(p)
-        try:
-            code = p.wait()                       # we never read its stdout
-        finally:
-            timer.cancel()
-            p.stdout.close()
-    assert not fired.is_set()
-    text = open(err).read()
-    assert code == 0, text
-    assert "sandbox: stdout:" in text and "not delivered" in text and "fix:" not in text, text
+    pty = Pty(user)
+    try:
+        termios.tcflow(pty.slave, termios.TCOOFF)
+        with open(err, "wb") as errf:
+            if os.geteuid() == 0:
+                os.chown(err, user.uid, user.gid)
+            p = user.popen([SANDBOX, "run", "--profile", "shell", "--", "head", "-c", "100000", "/dev/zero"],
+                           stdin=subprocess.DEVNULL, stdout=pty.slave, stderr=errf, start_new_session=True)
+            fired, timer = _watchdog(p)
+            try:
+                code = p.wait()
+            finally:
+                timer.cancel()
+        termios.tcflow(pty.slave, termios.TCOON)
+        pty.drain()
+        assert not fired.is_set(), "the runner hung on a stopped terminal"
+        text = open(err).read()
+        assert code == 0, text
+        assert "sandbox: stdout:" in text and "not delivered" in text, text
+        assert len(pty.output) < 100000
+    finally:
+        pty.close()
+
+
+def test_a_slow_pipe_reader_gets_everything(user):
+    """A pipe's reader is the caller's own pipeline: waited for, however long it pauses."""
+    r = user.run(["sh", "-c", f"{SANDBOX} run --profile shell -- head -c 300000 /dev/zero | "
+                              "{ read -r _ </dev/null; sleep 1; wc -c; }"], timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == b"300000", r.stderr
 
 
 # ---------------------------------------------------------------------------------- the verdict line

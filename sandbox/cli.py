@@ -35,7 +35,8 @@ run options:
   --open-files N       open file descriptors per process
   --stack SIZE         stack size per process
   --address-space SIZE address space per process (default: memory + 1G, a backstop)
-  --stdin FILE         program's stdin (default: inherited)
+  --stdin FILE         program's stdin: a sealed copy of FILE, relayed above 64 MiB (default: ours,
+                       copied or relayed, never our fd itself)
   --stdout FILE        program's stdout (default: relayed to ours)
   --stderr FILE        program's stderr (default: relayed to ours)
   --bind SRC[:DST][:rw]  bind a host path, read-only unless :rw (repeatable)
@@ -44,11 +45,13 @@ run options:
   --seccomp POLICY     seccomp policy instead of the profile's: a built-in name, a path, or none
   --require-cgroup     refuse to run without a delegated cgroup v2 (instead of rlimits + sampling)
   --keep-changes DIR   image roots: keep the run's writable layer in DIR (see sandbox diff)
-  --quiet              do not print the verdict line on stderr
+  --quiet              no verdict line for limit verdicts (XX, and any verdict the program's output
+                       imitates, are still printed)
 
 DUR: 1.5, 1.5s, 500ms, 2m.  SIZE: 65536, 64K, 64M, 64MiB, 1G.
 exit status: the program's; 128+N if it died of signal N; 125 sandbox error (bad profile,
-bad option, a setup step failed); 126 program not executable; 127 program or script not found.
+bad option, a setup step failed: nothing ran); 126 program not executable; 127 program or script
+not found.  The verdict line is the last line on stderr, after all of the program's output.
 """
 
 LIMIT_OPTIONS = {"--time": "cpu_time", "--cpu-time": "cpu_time", "--wall-time": "wall_time",
@@ -143,9 +146,9 @@ def cmd_run(argv):
     out, err = _relay("stdout", 1, opts), _relay("stderr", 2, opts)
     result = runner.execute(plan, stdin=_stdin(opts), stdout=out, stderr=err)
     # From here on the sandbox is gone and its output relayed: what we write comes after all of it.
-    from .units import human_size
     for name, sink in (("stdout", out), ("stderr", err)):
         if getattr(sink, "dropped", 0):
+            from .units import human_size
             _say(f"sandbox: {name}: {human_size(sink.dropped)} of the program's output not delivered: "
                  f"the terminal took nothing for {sink.idle:g} s\n")
     reported = "report" not in opts or _write_report(result, opts["report"])

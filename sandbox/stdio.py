@@ -140,7 +140,11 @@ def _from_fd(s, fd, caller, where, label):
     if stat.S_ISREG(mode):
         start = os.lseek(fd, 0, os.SEEK_CUR)
         size = max(0, st.st_size - start)
-        if size <= MEMFD_MAX:
+        if size == 0 and not os.pread(fd, 1, start):      # empty (at its end): nothing to copy
+            s.fd = s._own(os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC))
+            return
+        # (size 0 with data: a /proc or /sys file, whose size says nothing; the relay reads to its end)
+        if 0 < size <= MEMFD_MAX:
             s.fd = s._own(_sealed(src=fd, offset=start, size=size))
             if caller is not None:
                 s.copy = (s.fd, fd, start, size)

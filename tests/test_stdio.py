@@ -421,6 +421,9 @@ def test_forged_verdict_line_is_followed_by_the_real_one(sbx):
     lines = r.stderr.decode().splitlines()
     assert lines[0] == FORGED
     assert lines[-1].startswith("sandbox: OK: exited with status 0") and "real verdict" in lines[-1], text
+    r = sbx("run", "--profile", "shell", "--quiet", "--", "sh", "-c", "echo 'SANDBOX: MLE: made up' >&2")
+    last = r.stderr.decode().splitlines()[-1]
+    assert r.returncode == 0 and last.startswith("sandbox: OK") and "real verdict" in last    # even --quiet
 
 
 def test_forged_line_ending_in_a_carriage_return_cannot_swallow_the_real_one(sbx):
@@ -504,3 +507,11 @@ def test_root_caller_without_cgroup_refuses_a_process_limit():
     r = subprocess.run([SANDBOX, "run", "--profile", "shell", "--processes", "unlimited", "--", "sh", "-c", "echo ran"],
                        capture_output=True, timeout=60)
     assert r.returncode == 0 and r.stdout == b"ran\n", r.stderr
+
+
+def test_stdin_from_a_file_whose_size_says_nothing_is_read_whole(sbx):
+    """/proc files report size 0: relayed to their end, not copied as empty."""
+    with open("/proc/version", "rb") as f:
+        expected = f.read()
+    r = sbx("run", "--profile", "shell", "--stdin", "/proc/version", "--", "cat")
+    assert r.returncode == 0 and r.stdout == expected, r.stderr

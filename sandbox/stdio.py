@@ -179,6 +179,12 @@ def open_stdin(stdin):
             if s.fd != fd and s.feed is None:       # copied: the host file itself is closed now
                 s.owned.remove(fd)
                 os.close(fd)
+    except OSError as e:                            # e.g. an fd open for writing only
+        s.close()
+        fd = stdin.fd if isinstance(stdin, Shared) else stdin
+        what, where = (f"fd {fd}", "stdin") if isinstance(fd, int) else (stdin, "--stdin")
+        raise UsageError(f"cannot read {what} for the program's stdin: {e.strerror}", where,
+                         "give a readable file") from None
     except BaseException:
         s.close()
         raise
@@ -199,7 +205,7 @@ def sink(target, where, closing):
     except OSError as e:
         raise UsageError(f"cannot write {target}: {e.strerror}", where, "choose a writable path") from None
     closing.append(fd)
-    return Sink(fd=fd)
+    return fd_sink(fd)          # (a path may name a terminal: /dev/tty, /dev/stdout)
 
 
 def fd_sink(fd):

@@ -155,7 +155,7 @@ def cmd_run(argv):
     lookouts = [s.watch for s in (out, err) if getattr(s, "watch", None) is not None]
     if (result.status == "XX" or must_print(lookouts)
             or (result.status not in QUIET_STATUSES and not opts.get("quiet"))):
-        _say(final_line(f"sandbox: {result.status}: {result.message}", lookouts, os.isatty(2)))
+        _say(final_line(f"sandbox: {result.status}: {result.message}", lookouts))
     return result.exit_status if reported else EXIT_SANDBOX
 
 
@@ -173,12 +173,11 @@ def _relay(name, fd, opts):
     from .lookout import Lookout
     from .stdio import fd_sink
     sink = fd_sink(fd)
-    stderr_tty = os.isatty(2)
     try:
-        shares = (sink.tty and stderr_tty) or os.path.samestat(os.fstat(fd), os.fstat(2))
+        shares = (sink.tty and os.isatty(2)) or os.path.samestat(os.fstat(fd), os.fstat(2))
     except OSError:
         shares = False
-    sink.watch = Lookout(controls=sink.tty and stderr_tty, shares=shares)
+    sink.watch = Lookout(shares=shares)
     return sink
 
 

@@ -12,10 +12,12 @@ What the CLI guarantees instead:
 - a Lookout sees every byte relayed to the caller's fds; if the output held
   `sandbox:` (in any case), the real line is printed for every status, OK and
   RE included, even with --quiet, and says it is the real verdict;
-- when stderr is a terminal and the output sent to a terminal held anything a
-  terminal acts on (every control character but newline and tab, C1
-  controls, invalid UTF-8, format characters such as U+202E), the line is
-  preceded by TERMINAL_RESET and marked the same way;
+- if the output that lands where the verdict does (the same terminal, or the
+  same file or pipe) held anything a terminal acts on (every control
+  character but newline and tab, C1 controls, invalid UTF-8, format
+  characters such as U+202E), the line is preceded by TERMINAL_RESET and
+  marked the same way: also in a file or pipe, because a log is often shown
+  on a terminal later, and then the program's sequences act again;
 - it always starts on a line of its own.
 """
 import codecs
@@ -38,17 +40,16 @@ MARK = " [the real verdict: output above that looks like one came from the progr
 
 
 class Lookout:
-    """Watches one relayed stream (Sink.watch).  `controls`: look for terminal
-    controls (the stream goes to a terminal and so does the verdict); `shares`:
-    the stream lands where the verdict does, so its last byte decides whether
-    the verdict needs a newline first."""
+    """Watches one relayed stream (Sink.watch).  `shares`: the stream lands where
+    the verdict does (the same terminal, file or pipe), so its controls call for
+    a reset and its last byte decides whether the verdict needs a newline first."""
     __slots__ = ("lookalike", "controls", "last", "order", "tail", "decoder", "shares")
 
-    def __init__(self, controls=False, shares=False):
+    def __init__(self, shares=False):
         self.lookalike = self.controls = False
         self.shares = shares
         self.last, self.order, self.tail = b"\n", -1, b""
-        self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape") if controls else None
+        self.decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape") if shares else None
 
     def see(self, data):
         if not data:
@@ -64,13 +65,14 @@ class Lookout:
 
 
 def must_print(lookouts):
-    """Whatever the status and --quiet: the program printed something that could pass for a verdict."""
+    """Whatever the status and --quiet: the program printed something that could pass for a
+    verdict, or that could hide one (controls only count where the verdict goes)."""
     return any(w.lookalike or w.controls for w in lookouts)
 
 
-def final_line(text, lookouts, stderr_tty):
+def final_line(text, lookouts):
     """The verdict line as written: reset and marked when the program's output calls for it."""
-    reset = stderr_tty and any(w.controls for w in lookouts)
+    reset = any(w.controls for w in lookouts)
     sharing = [w for w in lookouts if w.shares]
     last = max(sharing, key=lambda w: w.order).last if sharing else b"\n"
     prefix = TERMINAL_RESET if reset else ("" if last == b"\n" else "\n")

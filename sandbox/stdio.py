@@ -31,6 +31,7 @@ from .errors import UsageError
 from .supervise import Feed, Sink
 
 MEMFD_MAX = 64 << 20
+TERMINAL_CHUNK = 256                # n_tty signals POLLOUT with fewer than 256 bytes queued (WAKEUP_CHARS)
 TERMINAL_IDLE = 5.0                 # s: a terminal taking nothing once the sandbox is gone (^S, tcflow) loses the rest
 F_ADD_SEALS = 1033
 SEALS = 1 | 2 | 4 | 8               # F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
@@ -218,4 +219,8 @@ def fd_sink(fd):
     own = private_description(fd, os.O_WRONLY)
     sink = Sink(fd=fd if own is None else own, owned=own is not None, tty=True)
     sink.idle = TERMINAL_IDLE
+    if own is None:
+        # The caller's own (blocking) description, e.g. after su a terminal we may not reopen: write
+        # in pieces that fit in the room POLLOUT promises, so a write does not wait for the reader.
+        sink.chunk = TERMINAL_CHUNK
     return sink

@@ -246,9 +246,9 @@ class Pty:
     stdin, stdout and stderr (owned by the test user, as a user's terminal is), the
     test reads and types on the master."""
 
-    def __init__(self, user):
+    def __init__(self, user, own=True):
         self.master, self.slave = os.openpty()
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and own:
             os.fchown(self.slave, user.uid, user.gid)
         self.output = b""
 
@@ -284,9 +284,14 @@ def _watchdog(proc, seconds=30):
     return fired, timer
 
 
-def test_callers_terminal_is_never_handed_to_the_program(user, sbx):
+@pytest.mark.parametrize("owned", [True, False], ids=["own-terminal", "terminal-of-another-user"])
+def test_callers_terminal_is_never_handed_to_the_program(user, sbx, owned):
+    """owned=False: the terminal belongs to someone else (after su), so the runner cannot open a
+    description of its own and relays through the caller's, in pieces that never block."""
+    if not owned and os.geteuid() != 0:
+        pytest.skip("needs root to hand the test user a terminal it does not own")
     script = sbx.script("tty.py", TTY_ATTACK)
-    pty = Pty(user)
+    pty = Pty(user, own=owned)
     try:
         modes_before = termios.tcgetattr(pty.slave)
         flags_before = fcntl.fcntl(pty.slave, fcntl.F_GETFL)

@@ -408,9 +408,11 @@ def test_final_drain_to_a_stopped_terminal_is_abandoned_with_a_note(user, box):
 
 
 def test_a_slow_pipe_reader_gets_everything(user):
-    """A pipe's reader is the caller's own pipeline: waited for, however long it pauses."""
+    """A pipe's reader is the caller's own pipeline: waited for, however long it pauses (here
+    longer than a terminal is given, stdio.TERMINAL_IDLE)."""
+    from sandbox.stdio import TERMINAL_IDLE
     r = user.run(["sh", "-c", f"{SANDBOX} run --profile shell -- head -c 300000 /dev/zero | "
-                              "{ read -r _ </dev/null; sleep 1; wc -c; }"], timeout=60)
+                              f"{{ sleep {TERMINAL_IDLE + 1}; wc -c; }}"], timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == b"300000", r.stderr
 
 

@@ -35,7 +35,8 @@ run options:
   --open-files N       open file descriptors per process
   --stack SIZE         stack size per process
   --address-space SIZE address space per process (default: memory + 1G, a backstop)
-  --stdin FILE         program's stdin (default: inherited)
+  --stdin FILE         program's stdin: a sealed copy of FILE, relayed above 64 MiB (default: ours,
+                       copied or relayed, never our fd itself)
   --stdout FILE        program's stdout (default: relayed to ours)
   --stderr FILE        program's stderr (default: relayed to ours)
   --bind SRC[:DST][:rw]  bind a host path, read-only unless :rw (repeatable)
@@ -44,11 +45,13 @@ run options:
   --seccomp POLICY     seccomp policy instead of the profile's: a built-in name, a path, or none
   --require-cgroup     refuse to run without a delegated cgroup v2 (instead of rlimits + sampling)
   --keep-changes DIR   image roots: keep the run's writable layer in DIR (see sandbox diff)
-  --quiet              do not print the verdict line on stderr
+  --quiet              no verdict line for limit verdicts (XX, and any verdict the program's output
+                       imitates, are still printed)
 
 DUR: 1.5, 1.5s, 500ms, 2m, 1h (at most 500h).  SIZE: 65536, 64K, 64M, 64MiB, 1G (at most 4194304T).
 exit status: the program's; 128+N if it died of signal N; 125 sandbox error (bad profile,
-bad option, a setup step failed); 126 program not executable; 127 program or script not found.
+bad option, a setup step failed: nothing ran); 126 program not executable; 127 program or script
+not found.  The verdict line is the last line on stderr, after all of the program's output.
 """
 
 LIMIT_OPTIONS = {"--time": "cpu_time", "--cpu-time": "cpu_time", "--wall-time": "wall_time",
@@ -141,13 +144,72 @@ def cmd_run(argv):
     if opts.get("explain"):
         _print(plan.explain())
         return 0
-    result = runner.execute(plan, stdin=opts.get("stdin", 0), stdout=opts.get("stdout", 1),
-                            stderr=opts.get("stderr", 2))
-    if "report" in opts and not _write_report(result, opts["report"]):
-        return EXIT_SANDBOX
-    if result.status not in QUIET_STATUSES and not opts.get("quiet"):
-        print(f"sandbox: {result.status}: {result.message}", file=sys.stderr)
-    return result.exit_status
+    if "report" in opts:
+        _check_report(opts["report"])
+    from .lookout import final_line, must_print
+    out, err = _relay("stdout", 1, opts), _relay("stderr", 2, opts)
+    result = runner.execute(plan, stdin=_stdin(opts), stdout=out, stderr=err)
+    # From here on the sandbox is gone and its output relayed: what we write comes after all of it.
+    for name, sink in (("stdout", out), ("stderr", err)):
+        if getattr(sink, "dropped", 0):
+            from .units import human_size
+            _say(f"sandbox: {name}: {human_size(sink.dropped)} of the program's output not delivered: "
+                 f"the terminal took nothing for {sink.idle:g} s\n")
+    reported = "report" not in opts or _write_report(result, opts["report"])
+    lookouts = [s.watch for s in (out, err) if getattr(s, "watch", None) is not None]
+    if (result.status == "XX" or must_print(lookouts)
+            or (result.status not in QUIET_STATUSES and not opts.get("quiet"))):
+        _say(final_line(f"sandbox: {result.status}: {result.message}", lookouts))
+    return result.exit_status if reported else EXIT_SANDBOX
+
+
+def _stdin(opts):
+    # Our own stdin may be the caller's terminal, or a pipe their shell shares: relayed, never handed over.
+    from .stdio import Shared
+    return opts["stdin"] if "stdin" in opts else Shared(0)
+
+
+def _relay(name, fd, opts):
+    """The CLI's own fd as a stream's target, watched by a Lookout (see lookout.py); a file
+    given with --stdout/--stderr is opened by the runner and needs no watching."""
+    if name in opts:
+        return opts[name]
+    from .lookout import Lookout
+    from .stdio import fd_sink
+    sink = fd_sink(fd)
+    try:
+        shares = (sink.tty and os.isatty(2)) or os.path.samestat(os.fstat(fd), os.fstat(2))
+    except OSError:
+        shares = False
+    sink.watch = Lookout(shares=shares)
+    return sink
+
+
+def _say(text):
+    """Write to our stderr as the relay writes: a terminal that takes nothing (output stopped)
+    loses the text after stdio.TERMINAL_IDLE rather than hang the CLI."""
+    from .stdio import fd_sink
+    sys.stderr.flush()
+    sink = fd_sink(2)
+    sink.feed(text.encode("utf-8", "backslashreplace"))
+    sink.drain()
+    sink.close()
+
+
+def _check_report(path):
+    """--report is checked before anything runs: exit 125 must mean that nothing ran."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        problem = "it is a directory"
+    elif os.path.exists(path):
+        problem = None if os.access(path, os.W_OK) else "the file is not writable"
+    elif not os.path.isdir(parent):
+        problem = f"the directory {parent} does not exist"
+    else:
+        problem = None if os.access(parent, os.W_OK | os.X_OK) else f"the directory {parent} is not writable"
+    if problem:
+        raise UsageError(f"cannot write the report to {path}: {problem}", "--report",
+                         "choose a file in an existing, writable directory")
 
 
 def _write_report(result, path):
@@ -169,8 +231,10 @@ def cmd_learn(argv):
         if option in opts:
             raise UsageError(f"--{option} does not apply to sandbox learn", f"--{option}", f"drop --{option}")
     try:
+        if "report" in opts:
+            _check_report(opts["report"])
         result, names, foreign = learn.learn(opts["profile"], opts["output"], opts.get("argv"),
-                                             io=(opts.get("stdin", 0), opts.get("stdout", 1), opts.get("stderr", 2)),
+                                             io=(_stdin(opts), opts.get("stdout", 1), opts.get("stderr", 2)),
                                              **_request(opts))
     except SandboxError as e:
         raise _limit_error(e) from None

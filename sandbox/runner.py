@@ -1,50 +1,15 @@
 """profile -> plan -> apply -> report, for one run.  This is `sandbox.run`."""
 import os
 
-from . import cgroup as cgroup_mod, launch, plan as plan_mod, profile as profile_mod, report, rootfs
-from .errors import EXIT_NOT_FOUND, SetupError, UsageError
-from .supervise import Sink, supervise
+from . import cgroup as cgroup_mod, launch, plan as plan_mod, profile as profile_mod, report, rootfs, stdio
+from .errors import SetupError
+from .supervise import supervise
 
 
 def _limit_overrides(limits, where):
     checks = profile_mod.SCHEMA["limits"]
     profile_mod._unknown(limits or {}, checks, where)
     return {key: checks[key](value, f"{where}.{key}") for key, value in (limits or {}).items()}
-
-
-def _open_in(stdin, closing):
-    if stdin is None:
-        fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
-    elif isinstance(stdin, (bytes, bytearray, memoryview)):
-        fd = os.memfd_create("sandbox-stdin", os.MFD_CLOEXEC)
-        closing.append(fd)
-        os.write(fd, stdin)
-        os.lseek(fd, 0, os.SEEK_SET)
-        return fd
-    elif isinstance(stdin, int):
-        return stdin
-    else:
-        try:
-            fd = os.open(stdin, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as e:
-            raise UsageError(f"cannot open {stdin} for the program's stdin: {e.strerror}", "--stdin",
-                             "give an existing, readable file",
-                             exit_code=EXIT_NOT_FOUND if e.errno == 2 else None) from None
-    closing.append(fd)
-    return fd
-
-
-def _sink(target, where, closing):
-    if target is None:
-        return Sink(capture=True)
-    if isinstance(target, int):
-        return Sink(fd=target)
-    try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    except OSError as e:
-        raise UsageError(f"cannot write {target}: {e.strerror}", where, "choose a writable path") from None
-    closing.append(fd)
-    return Sink(fd=fd)
 
 
 def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), env=None, cwd=None,
@@ -69,27 +34,33 @@ def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), 
 
 
 def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_timeout=None):
-    """Run a prepared plan.  stdin: None (empty), bytes, a path or an fd;
-    stdout/stderr: None (captured into the Result), a path or an fd (relayed).
+    """Run a prepared plan.  stdin: None (empty), bytes, a path, an fd, or
+    stdio.Shared(fd); what each becomes, so that the program never holds a host
+    file or the caller's terminal, is in stdio.py.  stdout/stderr: None
+    (captured into the Result), a path or an fd (relayed), or a Sink.
     cancel: an fd; when it becomes readable the sandbox is killed (another
     thread ending this run, e.g. the other half of an interactive pair).
     relay_timeout: once the sandbox is gone, how long output relayed to an fd
     may wait for a reader that makes no progress (None: for ever)."""
-    closing, cg, usage = [], None, None
+    closing, cg, usage, sinks, stdin_ = [], None, None, [], None
     try:
-        in_fd = _open_in(stdin, closing)
-        out_sink = _sink(stdout, "--stdout", closing)
-        err_sink = _sink(stderr, "--stderr", closing)
+        stdin_ = stdio.open_stdin(stdin)
+        out_sink = stdio.sink(stdout, "--stdout", closing)
+        sinks.append(out_sink)
+        err_sink = stdio.sink(stderr, "--stderr", closing)
+        sinks.append(err_sink)
         if plan.rootfs and plan.rootfs.keep:
             rootfs.prepare_keep(plan.rootfs.keep, plan.rootfs)
         cg = _run_cgroup(plan)
-        launched = launch.spawn(plan.encode(cg.path if cg else None), in_fd)
-        if in_fd in closing:          # the launcher has its own copy now
-            closing.remove(in_fd)
-            os.close(in_fd)
-        outcome = supervise(launched, plan.limits, out_sink, err_sink, cg, cancel, relay_timeout)
+        launched = launch.spawn(plan.encode(cg.path if cg else None), stdin_.fd)
+        stdin_.spawned()
+        outcome = supervise(launched, plan.limits, out_sink, err_sink, cg, cancel, relay_timeout, stdin_.feed)
         usage = cg.final() if cg else None
     finally:
+        if stdin_ is not None:
+            stdin_.close()
+        for sink in sinks:
+            sink.close()
         for fd in closing:
             os.close(fd)
         if cg:

@@ -13,7 +13,7 @@ import select
 import stat
 import time
 
-POLLIN, POLLOUT = select.POLLIN, select.POLLOUT
+POLLIN, POLLOUT, POLLERR, POLLHUP = select.POLLIN, select.POLLOUT, select.POLLERR, select.POLLHUP
 SIGTERM = 15
 CHUNK = 65536
 PIPE_BUF = 4096
@@ -24,15 +24,20 @@ SETUP_TIMEOUT = 30.0      # seconds from spawn to exec; a healthy setup takes mi
 class Sink:
     """Where one output stream goes: relayed to a file descriptor, captured in
     memory, or dropped.  Relayed data is written only when the fd is writable,
-    so a stalled reader never stalls supervision."""
-    __slots__ = ("fd", "captured", "pending", "broken", "chunk")
+    so a stalled reader never stalls supervision.  `owned`: the fd is ours to
+    close (a terminal's private description, stdio.fd_sink); `watch`: an object
+    whose see(data) is shown everything relayed (the CLI's verdict-line lookout);
+    `idle`: drain() never waits longer than this for a reader that takes nothing
+    (set for terminals); `dropped`: bytes drain() gave up on."""
+    __slots__ = ("fd", "captured", "pending", "broken", "chunk", "owned", "tty", "watch", "idle", "dropped")
 
-    def __init__(self, fd=None, capture=False):
+    def __init__(self, fd=None, capture=False, owned=False, tty=False):
         self.fd = fd
         self.captured = bytearray() if capture else None
         self.pending = bytearray()
         self.broken = False
         self.chunk = CHUNK
+        self.owned, self.tty, self.watch, self.idle, self.dropped = owned, tty, None, None, 0
         if fd is not None:
             try:
                 mode = os.fstat(fd).st_mode
@@ -46,12 +51,21 @@ class Sink:
             self.captured += data
         elif self.fd is not None and not self.broken:
             self.pending += data
+            if self.watch is not None:
+                self.watch.see(data)
+
+    def close(self):
+        if self.owned:
+            os.close(self.fd)
+            self.owned = False
 
     def drain(self, idle_timeout=None, cancel=None):
         """The sandbox is gone: hand over what is pending.  Waits for the reader as long
         as it makes progress; gives up (dropping the rest) after `idle_timeout` seconds
-        without any, or when `cancel` becomes readable.  None waits for ever, as a
-        relay to a slow terminal must."""
+        without any (or `self.idle`, whichever is shorter), or when `cancel` becomes
+        readable.  None waits for ever, as a pipe's writer would."""
+        if self.idle is not None:
+            idle_timeout = self.idle if idle_timeout is None else min(idle_timeout, self.idle)
         while self.pending and not self.broken:
             poller = select.poll()
             poller.register(self.fd, POLLOUT)
@@ -59,6 +73,7 @@ class Sink:
                 poller.register(cancel, POLLIN)
             events = dict(poller.poll(None if idle_timeout is None else int(idle_timeout * 1000)))
             if not events or cancel in events:
+                self.dropped += len(self.pending)
                 self.pending.clear()
                 return
             self.write_some()
@@ -75,6 +90,55 @@ class Sink:
                 self.pending.clear()
                 return
             del self.pending[:n]
+
+
+class Feed:
+    """The program's stdin relayed from a descriptor it must not hold (the caller's
+    terminal, a pipe the caller's shell may share, a device, a file too large to
+    copy: stdio.py).  At most one CHUNK is held: the next read from `src` waits
+    until the program's pipe has taken all of it, so the caller's input is
+    consumed only as fast as the program reads (backpressure), and a line typed
+    on a terminal reaches the program at once.  `dst`, our non-blocking end of
+    the program's pipe, is closed at the source's EOF, which the program then sees."""
+    __slots__ = ("src", "dst", "pending")
+
+    def __init__(self, src, dst):
+        self.src, self.dst, self.pending = src, dst, b""
+
+    def wants(self):
+        if self.dst is None:
+            return ()
+        return ((self.dst, POLLOUT),) if self.pending else ((self.src, POLLIN),)
+
+    def on(self, fd, events):
+        if self.dst is None:
+            return
+        if fd == self.src and not self.pending and events & (POLLIN | POLLHUP | POLLERR):
+            try:
+                data = os.read(self.src, CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:              # EIO: a terminal hung up; that ends the input too
+                data = b""
+            if not data:
+                self.close()
+                return
+            self.pending = data
+        elif not (fd == self.dst and self.pending):
+            return
+        try:
+            n = os.write(self.dst, self.pending)
+        except BlockingIOError:
+            return
+        except OSError:                  # EPIPE: no process holds the program's stdin any more
+            self.close()
+            return
+        self.pending = self.pending[n:]
+
+    def close(self):
+        if self.dst is not None:
+            os.close(self.dst)
+            self.dst, self.pending = None, b""
 
 
 class Outcome:
@@ -209,7 +273,7 @@ class _Run:
         sink.feed(data)
 
 
-def supervise(launched, limits, out_sink, err_sink, cg=None, cancel=None, relay_timeout=None):
+def supervise(launched, limits, out_sink, err_sink, cg=None, cancel=None, relay_timeout=None, feed=None):
     run = _Run(launched, limits, cg)
     o = run.o
     streams = {launched.out: (out_sink, True), launched.errout: (err_sink, False)}
@@ -228,24 +292,33 @@ def supervise(launched, limits, out_sink, err_sink, cg=None, cancel=None, relay_
                 continue
             poller = select.poll()
             gone = o.killed is not None or o.t_end is not None
+            masks = {}                   # one registration per fd: the same fd may be read and written
             for fd in open_fds:
                 sink = streams.get(fd, (None,))[0]
                 # A full relay stops reading (backpressure) while the program lives; once it is
                 # gone the pipe holds at most its capacity, and its EOF must be seen.
                 if sink is None or len(sink.pending) < PENDING_MAX or gone:
-                    poller.register(fd, POLLIN)
+                    masks[fd] = POLLIN
             for sink in relaying:
-                poller.register(sink.fd, POLLOUT)
+                masks[sink.fd] = masks.get(sink.fd, 0) | POLLOUT
+            if feed is not None and gone:
+                feed.close()             # the program is done with its stdin
+            for fd, mask in feed.wants() if feed is not None else ():
+                masks[fd] = masks.get(fd, 0) | mask
             if cancel is not None and o.killed is None:
-                poller.register(cancel, POLLIN)
+                masks[cancel] = masks.get(cancel, 0) | POLLIN
+            for fd, mask in masks.items():
+                poller.register(fd, mask)
             timeout = -1 if deadline is None else int((deadline - now) * 1000) + 1
-            for fd, _ in poller.poll(timeout):
+            for fd, events in poller.poll(timeout):
                 if fd == cancel and fd not in open_fds:
                     run.kill("cancelled")
                     continue
+                if feed is not None:
+                    feed.on(fd, events)
                 if fd not in open_fds:
                     for sink in relaying:
-                        if sink.fd == fd:
+                        if sink.fd == fd and events & (POLLOUT | POLLERR | POLLHUP):
                             sink.write_some()
                     continue
                 data = os.read(fd, CHUNK)
@@ -273,6 +346,8 @@ def supervise(launched, limits, out_sink, err_sink, cg=None, cancel=None, relay_
         run.kill("interrupted")
         raise
     finally:
+        if feed is not None:
+            feed.close()
         for fd in open_fds:
             os.close(fd)
         os.waitpid(launched.pid, 0)

@@ -209,7 +209,10 @@ def test_runner_as_root_is_reported_degraded():
     if os.geteuid() != 0:
         import pytest
         pytest.skip("checks the root caller's report; this run is not root")
-    r = subprocess.run([SANDBOX, "run", "--profile", "shell", "--report", "/dev/stdout", "--", "true"],
+    # --processes unlimited: a root caller without a cgroup cannot have a process limit
+    # (test_stdio.py::test_root_caller_without_cgroup_refuses_a_process_limit)
+    r = subprocess.run([SANDBOX, "run", "--profile", "shell", "--processes", "unlimited", "--report", "/dev/stdout",
+                        "--", "true"],
                        capture_output=True)
     no_traceback(r)
     assert b'"root_caller"' in r.stdout

@@ -32,6 +32,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -104,6 +105,10 @@ static int helper_sock[2] = {-1, -1}; /* init asks the launcher for a FUSE daemo
 static pid_t fuse_pid;               /* in the launcher: that daemon */
 static char fuse_bin[PATH_MAX] = "/usr/bin/fuse-overlayfs";
 static char cgroup_dir[PATH_MAX];
+/* outmap: the launcher writes init's id maps from outside (a root caller mapping the sandbox
+ * onto an unprivileged host id; newuidmap for subordinate ranges).  Empty: init maps itself. */
+static char outmap_mode[16];
+static char outmap_uid[256], outmap_gid[256];
 static int log_all;                  /* notifications mean "log and continue" for every call (learn mode) */
 static unsigned char log_nr[1024];   /* ... or for these x86_64 numbers; any other notification is a kill */
 
@@ -256,6 +261,44 @@ static void restrict_mount(const char *full, const char *rel, int ro) {
 }
 
 /* ------------------------------------------------------------ ops run by init */
+
+/* outmap MODE UIDMAP GIDMAP (the launcher, before clone): init's maps are written from
+ * outside, once init exists.  "write": we are root and write them ourselves (a root
+ * caller's sandbox runs as an unprivileged host id; init then takes it with `setids`).
+ * Root's supplementary groups go first: init inherits our groups, and a user namespace
+ * can never drop them. */
+static void op_outmap(char **a) {
+    if (strcmp(a[0], "write")) fail(EINVAL, "unknown id map mode '%s'", a[0]);
+    snprintf(outmap_mode, sizeof outmap_mode, "%s", a[0]);
+    snprintf(outmap_uid, sizeof outmap_uid, "%s", a[1]);
+    snprintf(outmap_gid, sizeof outmap_gid, "%s", a[2]);
+    if (setgroups(0, NULL) < 0) fail(errno, "drop supplementary groups");
+}
+
+/* In the launcher, right after clone: init's maps, then the go-ahead. */
+static void write_outmap(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
+    write_file(path, "deny");
+    snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+    write_file(path, outmap_uid);
+    snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+    write_file(path, outmap_gid);
+}
+
+/* setids UID GID (init, after the bind sources are held): become the mapped ids.  With a
+ * map written from outside, init starts as the caller's host id, which the map leaves out;
+ * the sources were opened with the caller's access, and from here on everything (mount
+ * points, tmpfs roots, the program) belongs to the sandbox's own id. */
+static void op_setids(char **a) {
+    gid_t gid = (gid_t)num(a[1]);
+    uid_t uid = (uid_t)num(a[0]);
+    if (setresgid(gid, gid, gid) < 0) fail(errno, "setresgid(%s)", a[1]);
+    if (setresuid(uid, uid, uid) < 0) fail(errno, "setresuid(%s)", a[0]);
+    /* A change of uid makes a process non-dumpable; init's own /proc files must stay
+     * its own until fork (it writes them during setup). */
+    prctl(PR_SET_DUMPABLE, 1);
+}
 
 static void op_idmap(char **a) {
     char buf[64];
@@ -814,6 +857,13 @@ static void serve_helper(pid_t init) {
             }
             if (mount("/", hostroot, NULL, MS_BIND | MS_REC, NULL) < 0 || chroot(hostroot) < 0 || chdir("/") < 0)
                 _exit(126);
+            /* With a map written from outside we are the caller's id, which the map leaves out:
+             * take the sandbox's own, as init does, so the files we write belong to it. */
+            if (outmap_mode[0]) {
+                uid_t uid = (uid_t)strtoul(outmap_uid, NULL, 10);
+                gid_t gid = (gid_t)strtoul(outmap_gid, NULL, 10);
+                if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) _exit(126);
+            }
             /* We hold every capability in init's user namespace (joining gave them), but
              * our uid there is not 0, so exec would drop them: carry them over as ambient
              * capabilities.  They are worth nothing outside that namespace. */
@@ -914,8 +964,9 @@ static pid_t clone_into(unsigned long flags) {
 
 static void clone_init(char **a) {
     unsigned long flags = (unsigned long)num(a[0]);
-    int alive[2];
+    int alive[2], mapped[2] = {-1, -1};
     if (pipe2(alive, O_CLOEXEC) < 0) fail(errno, "pipe");
+    if (outmap_mode[0] && pipe2(mapped, O_CLOEXEC) < 0) fail(errno, "pipe");
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, helper_sock) < 0) fail(errno, "socketpair");
     sigset_t term, old;
     sigemptyset(&term);
@@ -932,6 +983,13 @@ static void clone_init(char **a) {
         if (poll(&p, 1, 0) > 0 && (p.revents & POLLHUP)) _exit(125);
         close(alive[0]);
         close(helper_sock[0]);
+        if (mapped[0] >= 0) {
+            /* Nothing runs in the new namespaces until the launcher has mapped them. */
+            char go = 0;
+            close(mapped[1]);
+            if (read(mapped[0], &go, 1) != 1) _exit(125);    /* the launcher reported why */
+            close(mapped[0]);
+        }
         sigprocmask(SIG_SETMASK, &old, NULL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGALRM, SIG_DFL);
@@ -939,6 +997,12 @@ static void clone_init(char **a) {
     }
     init_pid = pid;
     status("I %d\n", (int)pid);    /* so the runner can read init's own CPU when it must be exact */
+    if (mapped[1] >= 0) {
+        close(mapped[0]);
+        write_outmap(pid);          /* on failure: reported, and init dies with us */
+        if (write(mapped[1], "", 1) != 1) fail(errno, "start init");
+        close(mapped[1]);
+    }
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(alive[0]);
     close(ERR_FD);  /* only init and the program may report from here on */
@@ -1006,6 +1070,8 @@ int main(void) {
         else if (!strcmp(name, "clone")) clone_init(a);
         else if (!strcmp(name, "oomadj")) write_file("/proc/self/oom_score_adj", a[0]);
         else if (!strcmp(name, "idmap")) op_idmap(a);
+        else if (!strcmp(name, "outmap")) op_outmap(a);
+        else if (!strcmp(name, "setids")) op_setids(a);
         else if (!strcmp(name, "sysctl")) write_file(a[0], a[1]);
         else if (!strcmp(name, "unshare")) { if (unshare((int)num(a[0])) < 0) fail(errno, "unshare(0x%llx)", num(a[0])); }
         else if (!strcmp(name, "private")) { if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(errno, "make / recursively private"); }

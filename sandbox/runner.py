@@ -75,7 +75,7 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_ti
     thread ending this run, e.g. the other half of an interactive pair).
     relay_timeout: once the sandbox is gone, how long output relayed to an fd
     may wait for a reader that makes no progress (None: for ever)."""
-    closing, cg, usage = [], None, None
+    closing, cg, usage, host = [], None, None, None
     try:
         in_fd = _open_in(stdin, closing)
         out_sink = _sink(stdout, "--stdout", closing)
@@ -83,7 +83,10 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_ti
         if plan.rootfs and plan.rootfs.keep:
             rootfs.prepare_keep(plan.rootfs.keep, plan.rootfs)
         cg = _run_cgroup(plan)
-        launched = launch.spawn(plan.encode(cg.path if cg else None), in_fd)
+        if plan.host_ids:
+            from . import hostids
+            host = hostids.claim()
+        launched = launch.spawn(plan.encode(cg.path if cg else None, host.uid if host else None), in_fd)
         if in_fd in closing:          # the launcher has its own copy now
             closing.remove(in_fd)
             os.close(in_fd)
@@ -94,8 +97,10 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_ti
             os.close(fd)
         if cg:
             cg.remove()
-    degraded = (["root_caller"] if os.getuid() == 0 else []) + ([] if plan.cgroup else ["cgroup"])
-    return report.build(plan, outcome,
+        if host:
+            host.release()          # init and every process of that id are gone: the launcher reaped them
+    degraded = [] if plan.cgroup else ["cgroup"]
+    return report.build(plan, outcome, host_ids=(host.uid, host.gid) if host else None,
                         stdout=bytes(out_sink.captured) if out_sink.captured is not None else None,
                         stderr=bytes(err_sink.captured) if err_sink.captured is not None else None,
                         degraded=degraded, cgroup=usage, cgroup_path=cg.path if cg else None)

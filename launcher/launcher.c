@@ -834,6 +834,71 @@ static void fuse_overlay(const char *lowers, const char *upper, const char *work
     if (err) fail(err, "fuse-overlayfs did not mount (is /dev/fuse usable, mode 0666?)");
 }
 
+/* The FUSE daemon of a map written from outside starts as the caller's id and becomes the
+ * sandbox's.  The layers (and a kept upper layer) are the caller's files, perhaps under a
+ * directory only the caller may enter (root's store), and fuse-overlayfs resolves the paths
+ * it is given (a /proc/self/fd name would lead it back there).  So: open every directory the
+ * options name while still the caller (open_dirs), then, as the sandbox's id (a mapped owner:
+ * it may create mount points), bind each onto DIR/dN in the build tmpfs, the merged tree's
+ * parent, and give the daemon those paths (bind_dirs):
+ * "lowerdir=A:B,upperdir=K/upper,workdir=K/work" -> "lowerdir=DIR/d0:DIR/d1,upperdir=DIR/d2/upper,workdir=DIR/d2/work". */
+static struct { char key[16], parent[PATH_MAX], name[NAME_MAX + 1]; int fd, bound; } held[130];
+static int nheld;
+
+/* upperdir and workdir must stay on one mount (fuse-overlayfs renames from one to the other):
+ * they are reached through a bind of their shared parent, each by its name in it. */
+static int open_dirs(char *opts) {
+    char copy[6 * PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", opts);
+    for (char *s1, *opt = strtok_r(copy, ",", &s1); opt; opt = strtok_r(NULL, ",", &s1)) {
+        char *eq = strchr(opt, '=');
+        if (!eq || eq - opt >= 16) return -1;
+        *eq = 0;
+        for (char *s2, *dir = strtok_r(eq + 1, ":", &s2); dir; dir = strtok_r(NULL, ":", &s2)) {
+            if (nheld == (int)(sizeof held / sizeof *held)) return -1;
+            snprintf(held[nheld].key, sizeof held[nheld].key, "%s", opt);
+            char *slash = strrchr(dir, '/');
+            int pair = strcmp(opt, "lowerdir") != 0 && slash && slash != dir;
+            if (pair) {
+                snprintf(held[nheld].name, sizeof held[nheld].name, "%s", slash + 1);
+                *slash = 0;
+            }
+            snprintf(held[nheld].parent, sizeof held[nheld].parent, "%s", dir);
+            held[nheld].fd = -1;
+            for (int j = 0; pair && j < nheld; j++)
+                if (held[j].name[0] && !strcmp(held[j].parent, dir)) held[nheld].fd = -2 - j;   /* same bind as j */
+            if (held[nheld].fd == -1 && (held[nheld].fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) return -1;
+            nheld++;
+        }
+    }
+    return 0;
+}
+
+static int bind_dirs(char *opts, size_t size, const char *merged) {
+    char out[6 * PATH_MAX], dir[PATH_MAX], fdpath[64];
+    size_t off = 0;
+    for (int i = 0; i < nheld; i++) {
+        int at = held[i].fd <= -2 ? -2 - held[i].fd : i;
+        int len = snprintf(dir, sizeof dir, "%.*s/d%d", (int)(strrchr(merged, '/') - merged), merged, at);
+        if (len >= (int)sizeof dir) return -1;
+        if (at == i) {
+            snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", held[i].fd);
+            if (mkdir(dir, 0755) < 0 || mount(fdpath, dir, NULL, MS_BIND, NULL) < 0) return -1;
+            close(held[i].fd);
+        }
+        const char *sep = held[i].name[0] ? "/" : "";
+        if (i > 0 && !strcmp(held[i].key, held[i - 1].key))      /* the next layer of lowerdir */
+            off += (size_t)snprintf(out + off, sizeof out - off, ":%s", dir);
+        else
+            off += (size_t)snprintf(out + off, sizeof out - off, "%s%s=%s%s%s", i ? "," : "", held[i].key, dir, sep,
+                                    held[i].name);
+        if (off >= sizeof out) return -1;
+    }
+    if (off + 1 > size) return -1;
+    memcpy(opts, out, off + 1);
+    return 0;
+}
+
 /* In the launcher: serve init's requests until it closes its end (at fork). */
 static void serve_helper(pid_t init) {
     char req[6 * PATH_MAX], path[64];
@@ -860,9 +925,11 @@ static void serve_helper(pid_t init) {
             /* With a map written from outside we are the caller's id, which the map leaves out:
              * take the sandbox's own, as init does, so the files we write belong to it. */
             if (outmap_mode[0]) {
+                if (open_dirs(req) < 0) _exit(126);
                 uid_t uid = (uid_t)strtoul(outmap_uid, NULL, 10);
                 gid_t gid = (gid_t)strtoul(outmap_gid, NULL, 10);
                 if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) _exit(126);
+                if (bind_dirs(req, sizeof req, merged) < 0) _exit(126);
             }
             /* We hold every capability in init's user namespace (joining gave them), but
              * our uid there is not 0, so exec would drop them: carry them over as ambient

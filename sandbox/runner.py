@@ -80,12 +80,12 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_ti
         in_fd = _open_in(stdin, closing)
         out_sink = _sink(stdout, "--stdout", closing)
         err_sink = _sink(stderr, "--stderr", closing)
-        if plan.rootfs and plan.rootfs.keep:
-            rootfs.prepare_keep(plan.rootfs.keep, plan.rootfs)
-        cg = _run_cgroup(plan)
         if plan.host_ids:
             from . import hostids
             host = hostids.claim()
+        if plan.rootfs and plan.rootfs.keep:
+            rootfs.prepare_keep(plan.rootfs.keep, plan.rootfs, (host.uid, host.gid) if host else None)
+        cg = _run_cgroup(plan)
         launched = launch.spawn(plan.encode(cg.path if cg else None, host.uid if host else None), in_fd)
         if in_fd in closing:          # the launcher has its own copy now
             closing.remove(in_fd)

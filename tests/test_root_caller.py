@@ -141,3 +141,25 @@ def test_an_image_root_works_for_a_root_caller(tmp_path):
         assert r.returncode == 0, (backend, r.stderr)
         lines = r.stdout.decode().splitlines()
         assert lines[0] == "x" and _outside_uid(lines[1]) != 0 and rep["rootfs"]["backend"].startswith(backend), (backend, lines)
+
+
+def test_kept_changes_of_a_root_callers_image_run(tmp_path):
+    """The kept layer belongs to the run's id; the image's files (root's on the host) are nobody's
+    inside, so the program writes where the image lets anyone write, and in its own new paths."""
+    import imagekit
+    os.chmod(tmp_path, 0o755)
+    env = {"SANDBOX_STORE": str(tmp_path / "store")}
+    imagekit.docker_save(str(tmp_path / "img.tar"), [imagekit.busybox_layer()])
+    assert subprocess.run([SANDBOX, "image", "import", "tiny", str(tmp_path / "img.tar")], capture_output=True,
+                          env={**os.environ, **env}).returncode == 0
+    for backend in ("kernel", "fuse"):
+        profile = tmp_path / f"p-{backend}.yaml"
+        profile.write_text(f"extends: shell\nrootfs: {{image: tiny, overlay: {backend}, binds: []}}\n")
+        keep = tmp_path / f"keep-{backend}"
+        r, rep = _run("--profile", str(profile), "--keep-changes", str(keep), "--", "/bin/sh", "-c",
+                      "mkdir /data && echo kept > /data/new && ! echo x 2>/dev/null > /etc/new", env=env)
+        assert r.returncode == 0, (backend, r.stderr)
+        d = subprocess.run([SANDBOX, "diff", str(keep)], capture_output=True, env={**os.environ, **env})
+        assert d.returncode == 0 and b"A /data/new" in d.stdout, (backend, d)
+        assert (keep / "upper" / "data" / "new").stat().st_uid == rep["host_ids"]["uid"] != 0
+        # The image's own files are root's on the host: inside they belong to nobody (README).

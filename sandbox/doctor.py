@@ -186,23 +186,26 @@ def check_cgroup():
     from . import cgroup
     d = cgroup.discover()
     if d:
-        return [Check("cgroup v2 delegation", OK, f"runs get a cgroup of their own under {d.base}: memory (page "
-                      "cache, tmpfs), processes and CPU are enforced by the kernel")]
-    checks = [Check("cgroup v2 delegation", WARN, f"no delegated cgroup ({d.reason}): limits are sampled and "
-                    "backed by rlimits; reports say degraded: cgroup", cgroup.HOW_TO_DELEGATE)]
+        checks = [Check("cgroup v2 delegation", OK, f"runs get a cgroup of their own under {d.base}: memory (page "
+                        "cache, tmpfs), processes and CPU are enforced by the kernel")]
+    else:
+        checks = [Check("cgroup v2 delegation", WARN, f"no delegated cgroup ({d.reason}): limits are sampled and "
+                        "backed by rlimits; reports say degraded: cgroup", cgroup.HOW_TO_DELEGATE)]
     mount = cgroup._mount_point()
-    if mount:
-        available = (_read(f"{mount}/cgroup.controllers") or "").split()
-        missing = [c for c in cgroup.CONTROLLERS if c not in available]
-        checks.append(Check("cgroup v2 controllers", OK if not missing else WARN,
-                            f"at the root: {' '.join(available) or 'none'}" +
-                            (f"; {', '.join(missing)} bound elsewhere (cgroup v1?)" if missing else ""),
-                            "" if not missing else "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2 only)"))
-        peak = any(os.path.exists(os.path.join(mount, p, "memory.peak")) for p in ("", "init.scope", "system.slice"))
-        _, version = _kernel()
-        checks.append(Check("memory.peak", OK if peak or version >= (5, 19) else WARN,
-                            "the kernel reports a cgroup's memory peak (Linux >= 5.19)" if peak or version >= (5, 19)
-                            else "no memory.peak: a cgroup run's peak memory is sampled", "a Linux >= 5.19 kernel"))
+    if mount is None:
+        return checks
+    available = (_read(f"{mount}/cgroup.controllers") or "").split()
+    missing = [c for c in cgroup.CONTROLLERS if c not in available]
+    if missing:
+        checks.append(Check("cgroup v2 controllers", WARN, f"at the root: {' '.join(available) or 'none'}; "
+                            f"{', '.join(missing)} bound elsewhere (cgroup v1?)",
+                            "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2 only)"))
+    _, version = _kernel()
+    peak = version >= (5, 19) or any(os.path.exists(os.path.join(mount, p, "memory.peak"))
+                                     for p in ("init.scope", "system.slice", "user.slice"))
+    checks.append(Check("memory.peak", OK if peak else WARN,
+                        "the kernel reports a cgroup's memory peak (Linux >= 5.19)" if peak else
+                        "no memory.peak: a cgroup run's peak memory is sampled", "" if peak else "a Linux >= 5.19 kernel"))
     return checks
 
 

@@ -26,7 +26,16 @@ ENV = "SANDBOX_HOST_IDS"
 
 
 def caller_is_root():
-    return os.geteuid() == 0
+    """Root of the host: uid 0 in the initial user namespace (whose map is the identity over
+    every id).  uid 0 of a user namespace (`unshare -r`, a rootless container) is an ordinary
+    user outside, and runs as the unprivileged path does."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return True
 
 
 def _subordinate_block(user="sandbox", path="/etc/subuid"):
@@ -80,7 +89,11 @@ def claim():
     start = os.getpid() % count            # spread concurrent runners over the range
     for i in range(count):
         uid = first + (start + i) % count
-        fd = os.open(f"{LOCK_DIR}/{uid}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fd = os.open(f"{LOCK_DIR}/{uid}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise SetupError(f"cannot claim host id {uid} in {LOCK_DIR}: {e.strerror}", "host ids",
+                             f"{LOCK_DIR} must be root's and writable by root") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

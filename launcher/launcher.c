@@ -32,6 +32,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <grp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -104,6 +105,10 @@ static int helper_sock[2] = {-1, -1}; /* init asks the launcher for a FUSE daemo
 static pid_t fuse_pid;               /* in the launcher: that daemon */
 static char fuse_bin[PATH_MAX] = "/usr/bin/fuse-overlayfs";
 static char cgroup_dir[PATH_MAX];
+/* outmap: the launcher writes init's id maps from outside (a root caller mapping the sandbox
+ * onto an unprivileged host id; newuidmap for subordinate ranges).  Empty: init maps itself. */
+static char outmap_mode[16];
+static char outmap_uid[256], outmap_gid[256];
 static int log_all;                  /* notifications mean "log and continue" for every call (learn mode) */
 static unsigned char log_nr[1024];   /* ... or for these x86_64 numbers; any other notification is a kill */
 
@@ -256,6 +261,44 @@ static void restrict_mount(const char *full, const char *rel, int ro) {
 }
 
 /* ------------------------------------------------------------ ops run by init */
+
+/* outmap MODE UIDMAP GIDMAP (the launcher, before clone): init's maps are written from
+ * outside, once init exists.  "write": we are root and write them ourselves (a root
+ * caller's sandbox runs as an unprivileged host id; init then takes it with `setids`).
+ * Root's supplementary groups go first: init inherits our groups, and a user namespace
+ * can never drop them. */
+static void op_outmap(char **a) {
+    if (strcmp(a[0], "write")) fail(EINVAL, "unknown id map mode '%s'", a[0]);
+    snprintf(outmap_mode, sizeof outmap_mode, "%s", a[0]);
+    snprintf(outmap_uid, sizeof outmap_uid, "%s", a[1]);
+    snprintf(outmap_gid, sizeof outmap_gid, "%s", a[2]);
+    if (setgroups(0, NULL) < 0) fail(errno, "drop supplementary groups");
+}
+
+/* In the launcher, right after clone: init's maps, then the go-ahead. */
+static void write_outmap(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
+    write_file(path, "deny");
+    snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+    write_file(path, outmap_uid);
+    snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+    write_file(path, outmap_gid);
+}
+
+/* setids UID GID (init, after the bind sources are held): become the mapped ids.  With a
+ * map written from outside, init starts as the caller's host id, which the map leaves out;
+ * the sources were opened with the caller's access, and from here on everything (mount
+ * points, tmpfs roots, the program) belongs to the sandbox's own id. */
+static void op_setids(char **a) {
+    gid_t gid = (gid_t)num(a[1]);
+    uid_t uid = (uid_t)num(a[0]);
+    if (setresgid(gid, gid, gid) < 0) fail(errno, "setresgid(%s)", a[1]);
+    if (setresuid(uid, uid, uid) < 0) fail(errno, "setresuid(%s)", a[0]);
+    /* A change of uid makes a process non-dumpable; init's own /proc files must stay
+     * its own until fork (it writes them during setup). */
+    prctl(PR_SET_DUMPABLE, 1);
+}
 
 static void op_idmap(char **a) {
     char buf[64];
@@ -796,6 +839,71 @@ static void fuse_overlay(const char *lowers, const char *upper, const char *work
     if (err) fail(err, "fuse-overlayfs did not mount (is /dev/fuse usable, mode 0666?)");
 }
 
+/* The FUSE daemon of a map written from outside starts as the caller's id and becomes the
+ * sandbox's.  The layers (and a kept upper layer) are the caller's files, perhaps under a
+ * directory only the caller may enter (root's store), and fuse-overlayfs resolves the paths
+ * it is given (a /proc/self/fd name would lead it back there).  So: open every directory the
+ * options name while still the caller (open_dirs), then, as the sandbox's id (a mapped owner:
+ * it may create mount points), bind each onto DIR/dN in the build tmpfs, the merged tree's
+ * parent, and give the daemon those paths (bind_dirs):
+ * "lowerdir=A:B,upperdir=K/upper,workdir=K/work" -> "lowerdir=DIR/d0:DIR/d1,upperdir=DIR/d2/upper,workdir=DIR/d2/work". */
+static struct { char key[16], parent[PATH_MAX], name[NAME_MAX + 1]; int fd, bound; } held[130];
+static int nheld;
+
+/* upperdir and workdir must stay on one mount (fuse-overlayfs renames from one to the other):
+ * they are reached through a bind of their shared parent, each by its name in it. */
+static int open_dirs(char *opts) {
+    char copy[6 * PATH_MAX];
+    snprintf(copy, sizeof copy, "%s", opts);
+    for (char *s1, *opt = strtok_r(copy, ",", &s1); opt; opt = strtok_r(NULL, ",", &s1)) {
+        char *eq = strchr(opt, '=');
+        if (!eq || eq - opt >= 16) return -1;
+        *eq = 0;
+        for (char *s2, *dir = strtok_r(eq + 1, ":", &s2); dir; dir = strtok_r(NULL, ":", &s2)) {
+            if (nheld == (int)(sizeof held / sizeof *held)) return -1;
+            snprintf(held[nheld].key, sizeof held[nheld].key, "%s", opt);
+            char *slash = strrchr(dir, '/');
+            int pair = strcmp(opt, "lowerdir") != 0 && slash && slash != dir;
+            if (pair) {
+                snprintf(held[nheld].name, sizeof held[nheld].name, "%s", slash + 1);
+                *slash = 0;
+            }
+            snprintf(held[nheld].parent, sizeof held[nheld].parent, "%s", dir);
+            held[nheld].fd = -1;
+            for (int j = 0; pair && j < nheld; j++)
+                if (held[j].name[0] && !strcmp(held[j].parent, dir)) held[nheld].fd = -2 - j;   /* same bind as j */
+            if (held[nheld].fd == -1 && (held[nheld].fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) return -1;
+            nheld++;
+        }
+    }
+    return 0;
+}
+
+static int bind_dirs(char *opts, size_t size, const char *merged) {
+    char out[6 * PATH_MAX], dir[PATH_MAX], fdpath[64];
+    size_t off = 0;
+    for (int i = 0; i < nheld; i++) {
+        int at = held[i].fd <= -2 ? -2 - held[i].fd : i;
+        int len = snprintf(dir, sizeof dir, "%.*s/d%d", (int)(strrchr(merged, '/') - merged), merged, at);
+        if (len >= (int)sizeof dir) return -1;
+        if (at == i) {
+            snprintf(fdpath, sizeof fdpath, "/proc/self/fd/%d", held[i].fd);
+            if (mkdir(dir, 0755) < 0 || mount(fdpath, dir, NULL, MS_BIND, NULL) < 0) return -1;
+            close(held[i].fd);
+        }
+        const char *sep = held[i].name[0] ? "/" : "";
+        if (i > 0 && !strcmp(held[i].key, held[i - 1].key))      /* the next layer of lowerdir */
+            off += (size_t)snprintf(out + off, sizeof out - off, ":%s", dir);
+        else
+            off += (size_t)snprintf(out + off, sizeof out - off, "%s%s=%s%s%s", i ? "," : "", held[i].key, dir, sep,
+                                    held[i].name);
+        if (off >= sizeof out) return -1;
+    }
+    if (off + 1 > size) return -1;
+    memcpy(opts, out, off + 1);
+    return 0;
+}
+
 /* In the launcher: serve init's requests until it closes its end (at fork). */
 static void serve_helper(pid_t init) {
     char req[6 * PATH_MAX], path[64];
@@ -819,6 +927,15 @@ static void serve_helper(pid_t init) {
             }
             if (mount("/", hostroot, NULL, MS_BIND | MS_REC, NULL) < 0 || chroot(hostroot) < 0 || chdir("/") < 0)
                 _exit(126);
+            /* With a map written from outside we are the caller's id, which the map leaves out:
+             * take the sandbox's own, as init does, so the files we write belong to it. */
+            if (outmap_mode[0]) {
+                if (open_dirs(req) < 0) _exit(126);
+                uid_t uid = (uid_t)strtoul(outmap_uid, NULL, 10);
+                gid_t gid = (gid_t)strtoul(outmap_gid, NULL, 10);
+                if (setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) _exit(126);
+                if (bind_dirs(req, sizeof req, merged) < 0) _exit(126);
+            }
             /* We hold every capability in init's user namespace (joining gave them), but
              * our uid there is not 0, so exec would drop them: carry them over as ambient
              * capabilities.  They are worth nothing outside that namespace. */
@@ -919,8 +1036,9 @@ static pid_t clone_into(unsigned long flags) {
 
 static void clone_init(char **a) {
     unsigned long flags = (unsigned long)num(a[0]);
-    int alive[2];
+    int alive[2], mapped[2] = {-1, -1};
     if (pipe2(alive, O_CLOEXEC) < 0) fail(errno, "pipe");
+    if (outmap_mode[0] && pipe2(mapped, O_CLOEXEC) < 0) fail(errno, "pipe");
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, helper_sock) < 0) fail(errno, "socketpair");
     sigset_t term, old;
     sigemptyset(&term);
@@ -937,6 +1055,13 @@ static void clone_init(char **a) {
         if (poll(&p, 1, 0) > 0 && (p.revents & POLLHUP)) _exit(125);
         close(alive[0]);
         close(helper_sock[0]);
+        if (mapped[0] >= 0) {
+            /* Nothing runs in the new namespaces until the launcher has mapped them. */
+            char go = 0;
+            close(mapped[1]);
+            if (read(mapped[0], &go, 1) != 1) _exit(125);    /* the launcher reported why */
+            close(mapped[0]);
+        }
         sigprocmask(SIG_SETMASK, &old, NULL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGALRM, SIG_DFL);
@@ -944,6 +1069,12 @@ static void clone_init(char **a) {
     }
     init_pid = pid;
     status("I %d\n", (int)pid);    /* so the runner can read init's own CPU when it must be exact */
+    if (mapped[1] >= 0) {
+        close(mapped[0]);
+        write_outmap(pid);          /* on failure: reported, and init dies with us */
+        if (write(mapped[1], "", 1) != 1) fail(errno, "start init");
+        close(mapped[1]);
+    }
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(alive[0]);
     close(ERR_FD);  /* only init and the program may report from here on */
@@ -1011,6 +1142,8 @@ int main(void) {
         else if (!strcmp(name, "clone")) clone_init(a);
         else if (!strcmp(name, "oomadj")) write_file("/proc/self/oom_score_adj", a[0]);
         else if (!strcmp(name, "idmap")) op_idmap(a);
+        else if (!strcmp(name, "outmap")) op_outmap(a);
+        else if (!strcmp(name, "setids")) op_setids(a);
         else if (!strcmp(name, "sysctl")) write_file(a[0], a[1]);
         else if (!strcmp(name, "unshare")) { if (unshare((int)num(a[0])) < 0) fail(errno, "unshare(0x%llx)", num(a[0])); }
         else if (!strcmp(name, "private")) { if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(errno, "make / recursively private"); }

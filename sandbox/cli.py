@@ -21,6 +21,7 @@ usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
        sandbox profiles                 list built-in profiles
        sandbox profiles show NAME|PATH  print a profile fully resolved (after extends)
        sandbox check FILE.yaml          validate a profile
+       sandbox doctor [--json]          what this host can and cannot do for the sandbox, with fixes
 
 run options:
   --profile P          built-in profile name, or path to a YAML profile (required)
@@ -371,8 +372,13 @@ def _print(text, file=None):
     print(text.encode(encoding, "backslashreplace").decode(encoding), file=file)
 
 
+def cmd_doctor(argv):
+    from . import doctor
+    return doctor.main(argv)
+
+
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,
-            "diff": cmd_diff}
+            "diff": cmd_diff, "doctor": cmd_doctor}
 
 
 def main(argv=None):
@@ -387,7 +393,7 @@ def main(argv=None):
             return 0
         command = COMMANDS.get(argv[0])
         if command is None:
-            raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check (see sandbox --help)")
+            raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check, doctor (see sandbox --help)")
         return command(argv[1:])
     except SandboxError as e:
         _print(f"sandbox: error: {e}", sys.stderr)       # a path in it may hold non-UTF-8 bytes

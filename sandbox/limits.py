@@ -15,9 +15,7 @@ No RLIMIT_AS backstop then: it breaks runtimes that reserve address space
 (the JVM, Go) and the cgroup already holds the line.
 """
 import math
-import os
 
-from .errors import SetupError
 from .step import Step, op
 from .units import format_duration, format_size
 
@@ -57,41 +55,7 @@ def effective(profile, overrides=None, cgroup=False):
     explicit = "address_space" in profile.get("limits", {}) or "address_space" in (overrides or {})
     if not cgroup and not explicit and limits["memory"] is not None:
         limits["address_space"] = limits["memory"] + AS_HEADROOM
-    _refuse_unheld_processes(limits, profile, overrides, cgroup)
     return limits
-
-
-def _host_root():
-    """Whether our euid is host root (the kernel's exemption is for that user alone: uid 0 of a
-    user namespace mapped to another host uid is counted like anyone else)."""
-    euid = os.geteuid()
-    if euid != 0:
-        return False
-    try:
-        with open("/proc/self/uid_map") as f:
-            for line in f:
-                inside, outside, count = (int(x) for x in line.split())
-                if inside <= euid < inside + count:
-                    return outside + euid - inside == 0
-    except (OSError, ValueError):
-        pass
-    return True          # cannot tell: assume the exemption applies, as refusing is the safe side
-
-
-def _refuse_unheld_processes(limits, profile, overrides, cgroup):
-    """Without a cgroup the process limit is RLIMIT_NPROC, which the kernel does not apply to
-    processes that are root outside (uid 0 of the initial user namespace is exempt): a root
-    caller's program would fork past it.  Refused rather than reported as held, until root
-    callers are mapped to unprivileged ids."""
-    if limits["processes"] is None or cgroup or not _host_root():
-        return
-    where = ("limits.processes" if "processes" in (overrides or {})
-             else f"{profile.origin('limits.processes')}: limits.processes")
-    raise SetupError(f"a limit of {limits['processes']} processes cannot hold for a root caller without a cgroup: "
-                     "the kernel does not apply RLIMIT_NPROC to processes that are root outside the sandbox", where,
-                     "run sandbox as an unprivileged user; or run it in a delegated cgroup v2, where pids.max "
-                     "enforces the limit (systemd-run --scope -p Delegate=yes sandbox run ...); or ask for no "
-                     "limit with --processes unlimited")
 
 
 def _lim(value):

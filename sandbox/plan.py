@@ -8,7 +8,7 @@ to `fork` run in the sandbox's init (pid 1), the rest in the program process.
 import os
 
 from . import limits as limits_mod
-from . import cgroup as cgroup_mod, mounts, namespaces, privileges, rootfs, seccomp, userns
+from . import cgroup as cgroup_mod, hostids, mounts, namespaces, privileges, rootfs, seccomp, userns
 from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError, shorten
 from .step import Step, op
 
@@ -32,20 +32,22 @@ class Request:
 
 
 class Plan:
-    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits", "seccomp", "cgroup", "rootfs")
+    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits", "seccomp", "cgroup", "rootfs", "host_ids")
 
-    def __init__(self, profile, steps, argv, env, cwd, limits, seccomp, cgroup, rootfs=None):
+    def __init__(self, profile, steps, argv, env, cwd, limits, seccomp, cgroup, rootfs=None, host_ids=False):
         self.profile, self.steps, self.argv, self.env, self.cwd, self.limits = profile, steps, argv, env, cwd, limits
         self.seccomp = seccomp
         self.cgroup = cgroup        # a cgroup.Delegation: where each run's cgroup goes, or why none
         self.rootfs = rootfs        # a rootfs.ImageRoot when / is an image
+        self.host_ids = host_ids    # True: each run claims an unprivileged host id (a root caller)
 
     def ops(self):
         """(op, step) pairs in execution order; the launcher reports failures by op index."""
         return [(o, s) for s in self.steps for o in s.ops]
 
-    def encode(self, cgroup_path=None):
-        """The launcher's input; `cgroup_path` is this run's fresh cgroup."""
+    def encode(self, cgroup_path=None, host_id=None):
+        """The launcher's input; `cgroup_path` is this run's fresh cgroup, `host_id` the
+        unprivileged host id a root caller's run claimed (hostids.py)."""
         out = [b"SBX1"]
         if sum(len(o) + 1 for o, _ in self.ops()) + 1 > MAX_TOKENS:
             raise ProfileError(f"the plan has more than the {MAX_TOKENS} parts the launcher reads (every "
@@ -55,8 +57,11 @@ class Plan:
             out.append(o[0].encode())
             out.append(str(len(o) - 1).encode())
             for a in o[1:]:
-                if a == cgroup_mod.PLACEHOLDER:
-                    a = cgroup_path
+                if "\0" in a:              # a per-run value goes here (else: a NUL, refused below)
+                    if a == cgroup_mod.PLACEHOLDER:
+                        a = cgroup_path
+                    elif host_id is not None:
+                        a = a.replace(hostids.PLACEHOLDER, str(host_id))
                 a = os.fsencode(a)
                 if b"\0" in a:
                     raise UsageError(f"{shorten(a, 60)} contains a NUL byte", f"step {o[0]}", "remove the NUL byte")
@@ -181,10 +186,15 @@ def build(profile, request):
     binds = mounts.resolve_binds(profile, request.binds, script)
     policy = profile.get("seccomp") if request.seccomp is False else request.seccomp
     notify_ops, seccomp_step = seccomp.steps(policy)
+    root_caller = hostids.caller_is_root()
+    inside_ids = _image_user(config) if img else ("caller", "caller")
+    mount_steps = mounts.steps(profile, binds, img)
     steps = (
         [cgroup_mod.step(delegation, effective, profile.get("cpuset")),
-         userns.step(profile, os.getpid(), _image_user(config) if img else ("caller", "caller"))]
-        + mounts.steps(profile, binds, img)     # mount_namespace ... pivot_root
+         userns.step(profile, os.getpid(), inside_ids, root_caller)]
+        + mount_steps[:1]                       # mount_namespace: bind sources held with the caller's access
+        + userns.sandbox_ids_steps(profile, inside_ids, root_caller)   # then the run's own ids (root caller)
+        + mount_steps[1:]                       # root_tmpfs ... pivot_root
         + [namespaces.step(profile),            # uts_ipc_net
            _fork_step(cwd, notify_ops),
            limits_mod.step(effective)]
@@ -192,7 +202,7 @@ def build(profile, request):
         + [seccomp_step,                        # last before exec, after no_new_privs
            _exec_step(argv, env)]
     )
-    return Plan(profile, steps, argv, env, cwd, effective, policy, delegation, img)
+    return Plan(profile, steps, argv, env, cwd, effective, policy, delegation, img, root_caller)
 
 
 def _check_caller_limits(profile, request, effective):

@@ -21,7 +21,7 @@ FIELDS = ("status", "message", "exit_code", "signal", "signal_name", "limit_hit"
           "cpu_time_s", "user_time_s", "sys_time_s", "wall_time_s", "memory_peak_bytes", "max_rss_bytes",
           "processes_peak", "oom_kills", "stdout_bytes", "stderr_bytes", "output_truncated", "context_switches",
           "setup_time_s", "limits", "seccomp", "syscall", "seccomp_logged", "cgroup", "rootfs", "degraded", "root",
-          "profile", "argv", "sandbox_version")
+          "host_ids", "profile", "argv", "sandbox_version")
 
 
 class Result:
@@ -70,8 +70,9 @@ def _syscall(nr, arch_id):
     return {"name": syscall_name(nr, arch), "number": nr, "arch": arch}
 
 
-def build(plan, o, stdout=None, stderr=None, degraded=(), cgroup=None, cgroup_path=None):
-    """`cgroup`: what the run's cgroup measured (cgroup.RunCgroup.final), if it had one."""
+def build(plan, o, stdout=None, stderr=None, degraded=(), cgroup=None, cgroup_path=None, host_ids=None):
+    """`cgroup`: what the run's cgroup measured (cgroup.RunCgroup.final), if it had one;
+    `host_ids`: (uid, gid) the run's processes had on the host, when not the caller's own."""
     limits = plan.limits
     ru = o.rusage or (0, 0, 0, 0, 0)
     # CPU: the cgroup's, which counts every process that ever ran in it, else the
@@ -119,6 +120,8 @@ def build(plan, o, stdout=None, stderr=None, degraded=(), cgroup=None, cgroup_pa
         rootfs=_rootfs(plan),
         degraded=degraded,
         root="chroot" if "chroot" in o.degraded else "pivot_root",
+        host_ids={"uid": host_ids[0], "gid": host_ids[1], "claimed": True} if host_ids else
+                 {"uid": os.getuid(), "gid": os.getgid(), "claimed": False},
         profile=plan.profile.name, argv=plan.argv, sandbox_version=__version__,
         stdout=stdout, stderr=stderr)
     result.exit_status = code

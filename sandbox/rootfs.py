@@ -134,13 +134,16 @@ def _check_keep(keep):
                          "give a new or empty directory you can write") from None
 
 
-def prepare_keep(keep, img):
-    """--keep-changes DIR: an empty or new directory that will hold the upper layer."""
+def prepare_keep(keep, img, owner=None):
+    """--keep-changes DIR: an empty or new directory that will hold the upper layer;
+    `owner`: (uid, gid) that writes it, when not the caller (a root caller's run id)."""
     import json
     _check_keep(keep)
     try:
         for d in ("upper", "work"):
             os.makedirs(os.path.join(keep, d), mode=0o755, exist_ok=True)
+            if owner:
+                os.chown(os.path.join(keep, d), *owner)
         with open(os.path.join(keep, "changes.json"), "w") as f:
             json.dump({"image": img.image["name"], "layers": img.image["layers"], "store": img.store.root}, f,
                       indent=2)

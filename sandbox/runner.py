@@ -42,17 +42,20 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_ti
     thread ending this run, e.g. the other half of an interactive pair).
     relay_timeout: once the sandbox is gone, how long output relayed to an fd
     may wait for a reader that makes no progress (None: for ever)."""
-    closing, cg, usage, sinks, stdin_ = [], None, None, [], None
+    closing, cg, usage, sinks, stdin_, host = [], None, None, [], None, None
     try:
         stdin_ = stdio.open_stdin(stdin)
         out_sink = stdio.sink(stdout, "--stdout", closing)
         sinks.append(out_sink)
         err_sink = stdio.sink(stderr, "--stderr", closing)
         sinks.append(err_sink)
+        if plan.host_ids:
+            from . import hostids
+            host = hostids.claim()
         if plan.rootfs and plan.rootfs.keep:
-            rootfs.prepare_keep(plan.rootfs.keep, plan.rootfs)
+            rootfs.prepare_keep(plan.rootfs.keep, plan.rootfs, (host.uid, host.gid) if host else None)
         cg = _run_cgroup(plan)
-        launched = launch.spawn(plan.encode(cg.path if cg else None), stdin_.fd)
+        launched = launch.spawn(plan.encode(cg.path if cg else None, host.uid if host else None), stdin_.fd)
         stdin_.spawned()
         outcome = supervise(launched, plan.limits, out_sink, err_sink, cg, cancel, relay_timeout, stdin_.feed)
         usage = cg.final() if cg else None
@@ -65,8 +68,10 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_ti
             os.close(fd)
         if cg:
             cg.remove()
-    degraded = (["root_caller"] if os.getuid() == 0 else []) + ([] if plan.cgroup else ["cgroup"])
-    return report.build(plan, outcome,
+        if host:
+            host.release()          # init and every process of that id are gone: the launcher reaped them
+    degraded = [] if plan.cgroup else ["cgroup"]
+    return report.build(plan, outcome, host_ids=(host.uid, host.gid) if host else None,
                         stdout=bytes(out_sink.captured) if out_sink.captured is not None else None,
                         stderr=bytes(err_sink.captured) if err_sink.captured is not None else None,
                         degraded=degraded, cgroup=usage, cgroup_path=cg.path if cg else None)

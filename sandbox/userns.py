@@ -8,6 +8,7 @@ sandbox sees its own cgroup as / (no host cgroup paths, nothing above it).
 """
 import os
 
+from . import hostids
 from .step import Step, op
 
 CLONE_NEWUSER = 0x10000000
@@ -37,19 +38,38 @@ def ids(profile, default=("caller", "caller")):
             gid if inside_gid == "caller" else inside_gid, gid)
 
 
-def step(profile, runner_pid, default_ids=("caller", "caller")):
+def step(profile, runner_pid, default_ids=("caller", "caller"), root_caller=False):
     uid_in, uid_out, gid_in, gid_out = ids(profile, default_ids)
+    if root_caller:
+        # The host's root never runs untrusted code: the sandbox's user is an unprivileged
+        # host id claimed for this run (hostids.py), mapped by the launcher from outside.
+        mapping = [op("outmap", "write", f"{uid_in} {hostids.PLACEHOLDER} 1", f"{gid_in} {hostids.PLACEHOLDER} 1")]
+        outside = "an unprivileged host id claimed per run (the caller is root)"
+        params = {"uid": f"{uid_in} inside = {outside}", "gid": f"{gid_in} inside = the same id"}
+    else:
+        mapping = [op("idmap", uid_in, uid_out, gid_in, gid_out)]
+        params = {"uid": f"{uid_in} inside = {uid_out} outside", "gid": f"{gid_in} inside = {gid_out} outside"}
+    clone = op("clone", CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWCGROUP)
     return Step(
         "user_namespace",
         "new user, pid and cgroup namespaces; the launcher and init die with the runner",
-        {"uid": f"{uid_in} inside = {uid_out} outside", "gid": f"{gid_in} inside = {gid_out} outside",
-         "setgroups": "deny", "pid 1": "the sandbox's init",
-         "nested user namespaces": "disabled (user.max_user_namespaces = 0 inside)"},
-        [op("ppid", runner_pid),
-         op("clone", CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWCGROUP),
-         op("idmap", uid_in, uid_out, gid_in, gid_out),
-         # This sysctl is per user namespace: 0 here means nothing inside can
-         # create another one (and with it regain capabilities over new
-         # mount or network namespaces: kernel attack surface).
-         op("sysctl", "/proc/sys/user/max_user_namespaces", "0")],
+        params | {"setgroups": "deny", "pid 1": "the sandbox's init",
+                  "nested user namespaces": "disabled (user.max_user_namespaces = 0 inside)"},
+        [op("ppid", runner_pid)]
+        + (mapping + [clone] if root_caller else [clone] + mapping)
+        # This sysctl is per user namespace: 0 here means nothing inside can
+        # create another one (and with it regain capabilities over new
+        # mount or network namespaces: kernel attack surface).
+        + [op("sysctl", "/proc/sys/user/max_user_namespaces", "0")],
         HINTS)
+
+
+def sandbox_ids_steps(profile, default_ids, root_caller):
+    """A root caller's init takes the sandbox's mapped ids once the bind sources are held
+    (opened with root's access, as any caller's own files are): every mount point, tmpfs
+    and process after that belongs to the run's unprivileged host id."""
+    if not root_caller:
+        return []
+    uid_in, _, gid_in, _ = ids(profile, default_ids)
+    return [Step("sandbox_ids", "init becomes the sandbox's user (the run's unprivileged host id outside)",
+                 {"uid": uid_in, "gid": gid_in}, [op("setids", uid_in, gid_in)])]

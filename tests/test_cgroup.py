@@ -134,6 +134,27 @@ def test_without_delegation_require_cgroup_refuses_with_the_recipe(guest):
     assert report(guest["no_delegation_degraded"])["degraded"] == ["cgroup"]
 
 
+def test_doctor_sees_the_delegation_where_there_is_one(guest):
+    fact = guest["doctor_delegated"]
+    data = json.loads(fact["stdout"])
+    assert fact["rc"] == 0 and data["ok"], fact
+    checks = {c["name"]: c for c in data["checks"]}
+    assert checks["cgroup v2 delegation"]["state"] == "ok", checks["cgroup v2 delegation"]
+    assert checks["clone3 / CLONE_INTO_CGROUP"]["state"] == "ok" and checks["memory.peak"]["state"] == "ok"
+
+
+def test_a_root_service_with_a_cgroup_parent_runs_as_unprivileged_ids(guest):
+    """Issue: root callers.  The pids limit holds by pids.max (and by RLIMIT_NPROC of the run's id),
+    memory by memory.max, and the program's host id is never 0."""
+    rep = report(guest["root_caller_pids"])
+    assert rep["host_ids"]["claimed"] and rep["host_ids"]["uid"] != 0, rep["host_ids"]
+    assert rep["cgroup"]["path"] and rep["degraded"] == [], rep
+    assert rep["processes_peak"] <= 4 and rep["status"] == "RE", rep
+    rep = report(guest["root_caller_memory"])
+    assert rep["status"] == "MLE" and rep["host_ids"]["uid"] != 0, rep
+    assert guest["root_caller_memory"]["runs_left"] == []
+
+
 # ------------------------------------------------------------------ on this host (no controllers in v2)
 
 def test_require_cgroup_on_this_host(sbx):

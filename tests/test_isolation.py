@@ -202,17 +202,3 @@ def test_setuid_binaries_do_not_elevate(sbx):
     lines = r.stdout.decode().splitlines()
     assert lines[0].startswith("-rws")                 # setuid on the host
     assert lines[-1] == "1000" and "uid=0" not in r.stdout.decode()
-
-
-def test_runner_as_root_is_reported_degraded():
-    """Running as root maps the program's files to host root: said in `degraded`."""
-    if os.geteuid() != 0:
-        import pytest
-        pytest.skip("checks the root caller's report; this run is not root")
-    # --processes unlimited: a root caller without a cgroup cannot have a process limit
-    # (test_stdio.py::test_root_caller_without_cgroup_refuses_a_process_limit)
-    r = subprocess.run([SANDBOX, "run", "--profile", "shell", "--processes", "unlimited", "--report", "/dev/stdout",
-                        "--", "true"],
-                       capture_output=True)
-    no_traceback(r)
-    assert b'"root_caller"' in r.stdout

@@ -498,29 +498,6 @@ def test_quiet_hides_limit_verdicts(sbx):
     assert r.returncode == 137 and r.stderr == b""
 
 
-# ---------------------------------------------------------------------------------- root callers
-
-def test_root_caller_without_cgroup_refuses_a_process_limit():
-    """As root (in the initial user namespace) RLIMIT_NPROC does not apply: the limit would not hold."""
-    if os.geteuid() != 0:
-        pytest.skip("checks what a root caller gets; this run is not root")
-    r = subprocess.run([SANDBOX, "run", "--profile", "shell", "--processes", "4", "--", "sh", "-c", "echo ran"],
-                       capture_output=True, timeout=60)
-    text = no_traceback(r)
-    if b"ran" in r.stdout and "cgroup" not in text:
-        pytest.fail("a process limit was accepted for a root caller")
-    assert r.returncode == 125 and r.stdout == b"", text
-    assert "--processes" in text and "root" in text and "fix:" in text, text
-    r = subprocess.run([SANDBOX, "run", "--profile", "shell", "--explain", "--", "true"], capture_output=True)
-    assert r.returncode == 125 and b"processes" in r.stderr    # the profile's own limit, named by its file
-    assert b"native.yaml" in r.stderr
-    r = subprocess.run([SANDBOX, "check", os.path.join(REPO, "profiles", "py311.yaml")], capture_output=True)
-    assert r.returncode == 125 and b"py311.yaml: limits.processes" in r.stderr, r.stderr
-    r = subprocess.run([SANDBOX, "run", "--profile", "shell", "--processes", "unlimited", "--", "sh", "-c", "echo ran"],
-                       capture_output=True, timeout=60)
-    assert r.returncode == 0 and r.stdout == b"ran\n", r.stderr
-
-
 def test_stdin_from_a_file_whose_size_says_nothing_is_read_whole(sbx):
     """/proc files report size 0: relayed to their end, not copied as empty."""
     with open("/proc/version", "rb") as f:

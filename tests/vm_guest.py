@@ -65,13 +65,16 @@ def as_user(argv, cgroup, **kw):
                             stderr=subprocess.PIPE, **kw)
 
 
-def sandbox(args, cgroup, timeout=120):
-    """`sandbox run ARGS` as USER in `cgroup`: (exit status, report or None, stdout, stderr)."""
+def sandbox(args, cgroup, timeout=120, as_root=False):
+    """`sandbox run ARGS` as USER in `cgroup` (or as root where it is: a service with a
+    cgroup_parent): (exit status, report or None, stdout, stderr)."""
     report = f"{SCRATCH}/report-{time.monotonic_ns()}.json"
     # progress on stderr: if the guest hangs, the host's failure message shows where
     sys.stderr.write(f"[{time.monotonic():.1f}] sandbox run {' '.join(args)[:160]!r}\n")
     sys.stderr.flush()
-    p = as_user([SANDBOX, "run", "--report", report] + args, cgroup)
+    argv = [SANDBOX, "run", "--report", report] + args
+    p = subprocess.Popen(argv, cwd=SCRATCH, stdout=subprocess.PIPE, stderr=subprocess.PIPE) if as_root \
+        else as_user(argv, cgroup)
     out, err = p.communicate(timeout=timeout)
     rep = json.loads(read(report)) if os.path.exists(report) else None
     return {"rc": p.returncode, "report": rep, "stdout": out.decode(errors="replace"),
@@ -171,6 +174,28 @@ def scenarios():
     fact["next"] = sandbox(["--profile", "shell", "--", "true"], f"{d}/supervisor")
     fact["runs_after_next_start"] = runs_in(d)
     facts["runner_killed"] = fact
+
+    # doctor in a delegated scope: it must see the delegation and the controllers
+    d = scope()
+    p = as_user([SANDBOX, "doctor", "--json"], d)
+    out, err = p.communicate(timeout=120)
+    facts["doctor_delegated"] = {"rc": p.returncode, "stdout": out.decode(errors="replace"),
+                                 "stderr": err.decode(errors="replace")}
+
+    # a service running as root with a cgroup_parent it owns: runs get unprivileged host ids
+    parent = f"{SLICE}/root-service"
+    os.makedirs(parent, exist_ok=True)
+    root_profile = f"{SCRATCH}/root-service.yaml"
+    write(root_profile, f"extends: shell\ncgroup_parent: {parent}\n")
+    os.chmod(root_profile, 0o644)
+    facts["root_caller_pids"] = sandbox(["--profile", root_profile, "--processes", "4", "--wall-time", "20", "--",
+                                         "sh", "-c", "for i in $(seq 30); do sleep 3 & done; wait"], None,
+                                        as_root=True)
+    facts["root_caller_memory"] = sandbox(["--profile", root_profile, "--memory", "64M", "--time", "30",
+                                                    "--wall-time", "120", "--", "sh", "-c",
+                                                    "head -c 200000000 /dev/zero | tail > /dev/null"], None,
+                                          as_root=True)
+    facts["root_caller_memory"]["runs_left"] = runs_in(parent)
 
     # no delegation: the root cgroup is not the user's
     facts["no_delegation"] = sandbox(["--profile", "shell", "--require-cgroup", "--", "true"], None)

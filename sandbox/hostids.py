@@ -1,0 +1,104 @@
+"""Host ids for a root caller: untrusted code never runs as the host's uid 0.
+
+A root caller (a judge service under systemd, a container's default user) maps the
+sandbox's user onto an unprivileged host id instead of onto itself, as isolate does.
+Each concurrently running sandbox gets an id of its own, so the kernel's per-uid limits
+(RLIMIT_NPROC: the process limit) and file ownership are the run's alone.
+
+The id is claimed with an exclusive `flock` on a file named after it, held for the run:
+two runner processes on the host can never hold the same id at once, and the kernel
+releases the claim if the runner dies (the sandbox dies with it).
+
+Range: SANDBOX_HOST_IDS=FIRST-LAST if set; else the subordinate block of a `sandbox`
+system user in /etc/subuid (65536 ids: `useradd --system sandbox` then
+`usermod --add-subuids 200000-265535 --add-subgids 200000-265535 sandbox`); else
+60000-60999.  The gid is the same number as the uid.
+"""
+import fcntl
+import os
+
+from .errors import SetupError
+
+PLACEHOLDER = "\0hostid\0"          # in the plan; each execute substitutes the id it claimed
+LOCK_DIR = "/run/sandbox/host-ids"
+DEFAULT_RANGE = (60000, 60999)
+ENV = "SANDBOX_HOST_IDS"
+
+
+def caller_is_root():
+    """Root of the host: uid 0 in the initial user namespace (whose map is the identity over
+    every id).  uid 0 of a user namespace (`unshare -r`, a rootless container) is an ordinary
+    user outside, and runs as the unprivileged path does."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() == ["0", "0", "4294967295"]
+    except OSError:
+        return True
+
+
+def _subordinate_block(user="sandbox", path="/etc/subuid"):
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, rest = line.strip().partition(":")
+                start, _, count = rest.partition(":")
+                if name == user and start.isascii() and start.isdigit() and count.isascii() and count.isdigit():
+                    return int(start), int(start) + min(int(count), 65536) - 1
+    except OSError:
+        pass
+    return None
+
+
+def id_range():
+    """(first, last) host ids runs may take, and where that range was configured."""
+    text = os.environ.get(ENV)
+    if text is not None:
+        first, sep, last = text.partition("-")
+        if not (sep and first.isascii() and first.isdigit() and last.isascii() and last.isdigit()
+                and 0 < int(first) <= int(last) < 2 ** 32 - 1):
+            raise SetupError(f"{ENV}={text[:40]!r} is not a range of host ids", ENV,
+                             "write FIRST-LAST with 0 < FIRST <= LAST, e.g. 60000-60999")
+        return int(first), int(last)
+    return _subordinate_block() or DEFAULT_RANGE
+
+
+class Claim:
+    """One claimed host id, held until release()."""
+    __slots__ = ("uid", "gid", "_fd")
+
+    def __init__(self, uid, fd):
+        self.uid = self.gid = uid
+        self._fd = fd
+
+    def release(self):
+        if self._fd is not None:
+            os.close(self._fd)          # closing drops the lock
+            self._fd = None
+
+
+def claim():
+    first, last = id_range()
+    try:
+        os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise SetupError(f"cannot create {LOCK_DIR} to claim a host id: {e.strerror}", "host ids",
+                         "run as root with a writable /run, or as an unprivileged user") from None
+    count = last - first + 1
+    start = os.getpid() % count            # spread concurrent runners over the range
+    for i in range(count):
+        uid = first + (start + i) % count
+        try:
+            fd = os.open(f"{LOCK_DIR}/{uid}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise SetupError(f"cannot claim host id {uid} in {LOCK_DIR}: {e.strerror}", "host ids",
+                             f"{LOCK_DIR} must be root's and writable by root") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return Claim(uid, fd)
+    raise SetupError(f"all {count} host ids {first}-{last} are in use by running sandboxes", "host ids",
+                     f"wait for runs to finish, or widen the range ({ENV}=FIRST-LAST)")

@@ -19,6 +19,22 @@ def did_you_mean(word, choices, otherwise="", quote=True):
     return f"did you mean '{close[0]}'?" if quote else f"did you mean {close[0]}?"
 
 
+def shorten(value, limit=80):
+    """`value` as a message shows it (strings quoted), at most `limit` characters.
+    Values come from files and options and can be huge -- through YAML aliases,
+    gigabytes -- so a message never formats one whole.  (reprlib bounds the work,
+    not just the output; it is imported only on an error path.)"""
+    import reprlib
+    r = reprlib.Repr()
+    r.maxstring = r.maxother = r.maxlong = limit
+    r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 2, 4, 4, 4, 4
+    try:
+        text = r.repr(value)
+    except ValueError:                          # an int beyond Python's 4300-digit str() limit
+        text = f"<an integer of {value.bit_length()} bits>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class SandboxError(Exception):
     exit_code = EXIT_SANDBOX
 

@@ -34,6 +34,7 @@ POLICY_DIR = "seccomp"            # inside the built-in profiles directory
 NOTIFY_FD, ERR_FD = 6, 4          # the launcher's descriptors that the program process uses after loading
 MAX_EXPANSION = 512               # rules one rule's conditions may expand to
 MAX_RULES = 4096                  # rules a policy may expand to: each costs at least one of the kernel's 4096 instructions
+MAX_FILE_BYTES = 256 << 10        # a policy file: 4096 rules fit; parsing more would take seconds for nothing
 ARCHES = {0xC000003E: "x86_64", 0x40000003: "i386"}
 COMPILER = "first-match-1"        # in the cache key: a BPF cached by another compiler is not reused
 
@@ -308,6 +309,31 @@ def locate(ref, relative_to, where):
     return path
 
 
+def _duplicate_key(path):
+    """(line, key) of the first key given twice in one mapping, or None.  YAML keeps
+    the last of the two silently, so `when: {arg0: 1, arg0: 2}` would test one value.
+    Walks the composed nodes once each: aliases are not expanded."""
+    import yaml
+    with open(path, encoding="utf-8") as f:
+        todo, seen = [yaml.compose(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))], set()
+    while todo:
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in keys:
+                        return key.start_mark.line + 1, key.value
+                    keys.add(key.value)
+                todo += [key, value]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += node.value
+    return None
+
+
 def _action_text(action):
     return f"errno {errno_mod.errorcode.get(action[1], action[1])}" if action[0] == "errno" else action[0]
 
@@ -365,9 +391,17 @@ def resolve(ref, relative_to=None, where="seccomp"):
         st = os.stat(path)
         files.append((path, st.st_mtime_ns, st.st_size))
         name = os.path.basename(path)
+        if st.st_size > MAX_FILE_BYTES:
+            _fail(name, f"the policy file is {st.st_size} bytes, more than {MAX_FILE_BYTES}: more rules than "
+                  "the kernel's 4096-instruction filter can hold", "merge rules into syscalls: [...] lists, or use "
+                  "an allow-list")
         raw = profile_mod._read_yaml(path)
         if not isinstance(raw, dict):
             _fail(name, f"a policy must be a mapping, got {type(raw).__name__}", "write KEY: VALUE lines")
+        twice = _duplicate_key(path)
+        if twice:
+            _fail(f"{name}:{twice[0]}", f"the key {shorten(twice[1], 40)} is given twice in one mapping",
+                  "keep one of them (YAML would silently use the last)")
         try:
             profile_mod._unknown(raw, ("description", "extends", "default_action", "rules", "remove"), None)
         except ProfileError as e:

@@ -1,7 +1,6 @@
 """The BPF the policy compiler generates (sandbox/bpf.py), run on a BPF interpreter written
 here and compared with the rules read as plain first-match logic, on random rule lists and
 random calls; and the policy schema fuzzed: every policy is OK or a clear error."""
-import os
 import struct
 
 import pytest
@@ -141,7 +140,7 @@ def test_large_valid_policies_compile_in_linear_time(tmp_path, monkeypatch):
     import time
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("SANDBOX_NO_BPF_CACHE", "1")
-    known = seccomp._known_syscalls()
+    known = seccomp.known_syscalls()
 
     def cost(n):
         policy = {"name": "p", "default": ("allow",),

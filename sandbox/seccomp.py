@@ -36,6 +36,7 @@ ARCHES = {0xC000003E: "x86_64", 0x40000003: "i386"}
 COMPILER = "first-match-1"        # in the cache key: a BPF cached by another compiler is not reused
 PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
 IOPRIO_WHO_PROCESS, IOPRIO_WHO_PGRP, IOPRIO_WHO_USER = 1, 2, 3
+F_SETOWN, F_SETOWN_EX, FIOSETOWN, SIOCSPGRP = 8, 15, 0x8901, 0x8902
 LOW32 = 0xFFFFFFFF
 
 
@@ -71,15 +72,22 @@ BASE_RULES = (
     + [(name, KILL, (_pid_is(1, INIT),)) for name in ("tgkill", "rt_tgsigqueueinfo", "kcmp", "ptrace", "perf_event_open")]
     + [("setpriority", KILL, (_pid_is(0, PRIO_PROCESS), _pid_is(1, INIT))),
        ("ioprio_set", KILL, (_pid_is(0, IOPRIO_WHO_PROCESS), _pid_is(1, INIT))),
+       # The owner of a descriptor gets its SIGIO/SIGURG, or any signal F_SETSIG names: F_SETOWN 1
+       # plus F_SETSIG SIGTERM forged a stop request.  (-1: process group 1, should init ever lead one.)
+       ("fcntl", KILL, (_pid_is(1, F_SETOWN), _pid_is(2, INIT))),
+       ("fcntl", KILL, (_pid_is(1, F_SETOWN), _pid_is(2, LOW32))),
        # process_madvise acts through a pidfd, which a filter cannot read.
        ("process_madvise", KILL, ())]
     + [("setpriority", EPERM, (_pid_is(0, which),)) for which in (PRIO_PGRP, PRIO_USER)]
     + [("ioprio_set", EPERM, (_pid_is(0, which),)) for which in (IOPRIO_WHO_PGRP, IOPRIO_WHO_USER)]
+    # The same owner, given in memory a filter cannot read.
+    + [("fcntl", EPERM, (_pid_is(1, F_SETOWN_EX),))]
+    + [("ioctl", EPERM, (_pid_is(1, which),)) for which in (FIOSETOWN, SIOCSPGRP)]
     # pidfd_send_signal also takes an fd of a /proc/<pid> directory, and /proc/1 is
     # there to open: ENOSYS, so that libc and language runtimes fall back to kill(2).
     + [("pidfd_send_signal", ENOSYS, ())])
 # x86_64 numbers of the calls above, so that `seccomp: none` needs no binding (tests compare them with libseccomp's).
-BASE_NUMBERS = {"write": 1, "sendmsg": 46, "kill": 62, "ptrace": 101, "rt_sigqueueinfo": 129, "setpriority": 141,
+BASE_NUMBERS = {"write": 1, "ioctl": 16, "sendmsg": 46, "fcntl": 72, "kill": 62, "ptrace": 101, "rt_sigqueueinfo": 129, "setpriority": 141,
                 "sched_setparam": 142, "sched_setscheduler": 144, "tkill": 200, "sched_setaffinity": 203,
                 "tgkill": 234, "ioprio_set": 251, "migrate_pages": 256, "get_robust_list": 274, "move_pages": 279,
                 "rt_tgsigqueueinfo": 297, "perf_event_open": 298, "prlimit64": 302, "process_vm_readv": 310,
@@ -92,15 +100,26 @@ def _layered(policy):
     base layer's, then the policy's (None: `seccomp: none`, the base layer alone)."""
     if policy is None:
         return LAUNCHER_RULES + BASE_RULES, ("allow",)
-    rules = policy["rules"]
-    # A refusal of the base layer gives way where the policy kills every use of the call: stricter.
-    base = [r for r in BASE_RULES if r[1] == KILL or not _kills_every_use(r[0], rules, policy["default"])]
-    return LAUNCHER_RULES + base + rules, policy["default"]
+    rules, default = policy["rules"], policy["default"]
+    # A refusal of the base layer gives way where the policy kills that form anyway: stricter.
+    base = [r for r in BASE_RULES if r[1] == KILL or not _policy_kills(r[0], r[2], rules, default)]
+    return LAUNCHER_RULES + base + rules, default
 
 
-def _kills_every_use(syscall, rules, default):
-    first = next((r for r in rules if r[0] == syscall), None)
-    return (first[1] if first else default) == KILL and not (first and first[2])
+def _policy_kills(syscall, form, rules, default):
+    """Does the policy kill every call of `syscall` whose arguments meet `form` (32-bit
+    equalities)?  The first rule that may match such a call decides; a rule with a
+    different value for one of those arguments cannot match."""
+    want = {arg: value for arg, _, _, value in form}
+
+    def exact(c):
+        return c[1] == "masked_eq" and c[2] == LOW32 and c[0] in want
+
+    for name, action, comps in rules:
+        if name != syscall or any(exact(c) and c[3] != want[c[0]] for c in comps):
+            continue
+        return action == KILL and all(exact(c) for c in comps)
+    return default == KILL
 
 
 # ------------------------------------------------------------------ the binding

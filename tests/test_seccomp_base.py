@@ -30,8 +30,12 @@ ATTACKS = {
     "process_madvise": "call(440, 3, 0, 0, 0, 0)",
     "process_vm_readv": "call(310, 1, 0, 0, 0, 0, 0)",
     "ptrace": "call(101, 16, 1, 0, 0)",                                     # PTRACE_ATTACH init
+    # init as a pipe's owner gets F_SETSIG's signal (SIGTERM: a forged stop request) on each write
+    "fcntl": "r, w = os.pipe(); call(72, r, 10, 15); call(72, r, 8, 1); call(72, r, 4, 0o20000); os.write(w, b'x')",
+    "fcntl-high-bits": "call(72, 0, 8 | 1 << 32, 1 | 1 << 32)",
 }
-FEW = ["prlimit64", "prlimit64-high-bits", "kill", "rt_sigqueueinfo", "setpriority", "sched_setattr", "pidfd_open"]
+FEW = ["prlimit64", "prlimit64-high-bits", "kill", "rt_sigqueueinfo", "setpriority", "sched_setattr", "pidfd_open",
+       "fcntl-high-bits"]
 
 
 def py(sbx, code, *opts, profile="py311"):
@@ -94,26 +98,30 @@ def test_pid_0_and_own_children_are_untouched(sbx):
             "print('self', call(302, 0, 7, 0, ctypes.addressof(lim)), call(302, os.getpid(), 7, 0, 0))\n"
             "mask = ctypes.c_ulong(1); print('affinity', call(203, 0, 8, ctypes.addressof(mask)))\n"
             "print('nice', call(141, 0, 0, 5))\n"
+            "r, w = os.pipe(); print('owner', call(72, r, 8, os.getpid()))\n"
             "pid = os.fork()\n"
             "if pid == 0: time.sleep(5); os._exit(0)\n"
             "print('child', call(302, pid, 7, 0, 0), call(62, pid, signal.SIGKILL), os.waitpid(pid, 0)[1])\n")
     for policy in ("default", "none"):
         r, rep = py(sbx, "import time\n" + code, "--seccomp", policy)
         assert rep["status"] == "OK", (rep, r.stderr)
-        assert r.stdout.decode().splitlines()[1:] == ["self 0 0", "affinity 0", "nice 0", "child 0 0 9"], r.stdout
+        assert r.stdout.decode().splitlines()[1:] == ["self 0 0", "affinity 0", "nice 0", "owner 0", "child 0 0 9"], r.stdout
 
 
 def test_group_and_user_forms_are_refused(sbx):
     """setpriority / ioprio_set on a process group or a whole user would include init: EPERM.
     pidfd_send_signal takes a /proc/1 descriptor, which a filter cannot tell from a child's: ENOSYS,
-    so runtimes fall back to kill(2).  The program goes on (not a violation)."""
+    so runtimes fall back to kill(2).  A descriptor's owner given in memory (F_SETOWN_EX, FIOSETOWN,
+    SIOCSPGRP): EPERM.  The program goes on (not a violation)."""
     code = ("fd = os.open('/proc/1', os.O_RDONLY | os.O_DIRECTORY)\n"
+            "import socket; s = socket.socket(); owner = (ctypes.c_int * 2)(1, 1); pid = ctypes.c_int(1)\n"
             "print(call(141, 2, 0, 19), call(141, 1, 0, 19), call(251, 3, 0, 3 << 13), call(251, 2, 0, 3 << 13),"
-            " call(424, fd, 15, 0, 0))\n")
+            " call(424, fd, 15, 0, 0), call(72, s.fileno(), 15, ctypes.addressof(owner)),"
+            " call(16, s.fileno(), 0x8901, ctypes.addressof(pid)), call(16, s.fileno(), 0x8902, ctypes.addressof(pid)))\n")
     for policy in ("default", "none"):
         r, rep = py(sbx, code, "--seccomp", policy)
         assert rep["status"] == "OK", (rep, r.stderr)
-        assert r.stdout.decode().splitlines()[1] == "-1 -1 -1 -1 -38", r.stdout
+        assert r.stdout.decode().splitlines()[1] == "-1 -1 -1 -1 -38 -1 -1 -1", r.stdout
 
 
 def test_a_refused_form_is_still_a_kill_where_the_policy_kills_the_call(sbx):

@@ -791,8 +791,8 @@ static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long
                 sample(tick_hz, page);
                 int st;
                 pid_t r;
-                while ((r = waitpid(-1, &st, WNOHANG | __WALL)) > 0)
-                    if (r == prog) finish(prog, st, 1, t_fork, now_ns());
+                while ((r = waitpid(-1, &st, WNOHANG | __WALL)) > 0)   /* a ptrace stop (PTRACE_TRACEME */
+                    if (r == prog && !WIFSTOPPED(st)) finish(prog, st, 1, t_fork, now_ns()); /* made init the tracer) is no exit */
             }
         }
         if (pfd[1].revents & POLLIN) {

@@ -215,3 +215,12 @@ def test_a_log_rule_on_a_base_layer_call_still_kills_at_init(sbx):
     assert rep["status"] == "OK" and {"name": "prlimit64", "number": 302, "arch": "x86_64"} in rep["seccomp_logged"]
     r, rep = py(sbx, ATTACKS["prlimit64"], "--seccomp", policy)
     assert_killed(r, rep, "prlimit64")
+
+
+def test_making_init_the_tracer_forges_no_verdict(sbx):
+    """PTRACE_TRACEME makes the parent, init, the tracer; a SIGSTOP then reached init as a wait
+    status, which it took for an exit: verdict OK, 0 s. (Allowed under `none`, where a debugger
+    may need it.)  Init now ignores ptrace stops: the frozen program runs out of wall time."""
+    code = "libc.ptrace(0, 0, 0, 0); import signal; os.kill(os.getpid(), signal.SIGSTOP); print('after')"
+    r, rep = py(sbx, code, "--seccomp", "none", "--wall-time", "1s")
+    assert rep["status"] == "TLE" and rep["limit_hit"] == "wall_time" and r.stdout == b"before\n", rep

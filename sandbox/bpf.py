@@ -120,6 +120,26 @@ def _comparison(p, comp, yes, no):
     raise ValueError(f"unknown comparison {op}")
 
 
+def _single_test(comps):
+    """(offset, op, k) when a rule is one test of one word of an argument that leaves the
+    accumulator as loaded (an equality on a whole word, or one bit set); else None."""
+    if len(comps) != 1 or comps[0][1] != "masked_eq":
+        return None
+    arg, _, mask, value = comps[0]
+    if value & ~mask:
+        return None
+    words = [(shift, mask >> shift & LOW32, value >> shift & LOW32) for shift in (0, 32) if mask >> shift & LOW32]
+    if len(words) != 1:
+        return None
+    shift, m, v = words[0]
+    offset = 16 + 8 * arg + (4 if shift else 0)
+    if m == LOW32:
+        return offset, _JEQ, v
+    if m == v and m & (m - 1) == 0:
+        return offset, _JSET, m
+    return None
+
+
 def _dispatch(p, nrs, blocks, default):
     if len(nrs) <= 4:
         label = default
@@ -145,12 +165,25 @@ def assemble(rules, default, bad_arch):
     otherwise = p.ret(default)
     blocks = {}
     for nr, block in by_nr.items():
-        label = otherwise
-        for ret, comps in reversed(block):
-            start = p.ret(ret)
-            for comp in reversed(comps):
-                start = _comparison(p, comp, start, label)
-            label = start
+        label, i = otherwise, len(block)
+        while i:
+            ret, comps = block[i - 1]
+            word = _single_test(comps)
+            if word is None:
+                start = p.ret(ret)
+                for comp in reversed(comps):
+                    start = _comparison(p, comp, start, label)
+                label, i = start, i - 1
+                continue
+            # A run of rules that each test the same word for the same answer (`in`, `not_in`,
+            # `any_bits` expand to these): one load, then one test per rule.
+            j = i - 1
+            while j and block[j - 1][0] == ret and (_single_test(block[j - 1][1]) or (None,))[0] == word[0]:
+                j -= 1
+            for _, run_comps in reversed(block[j:i]):
+                _, op, k = _single_test(run_comps)
+                label = p.jump(op, k, p.ret(ret), label)      # (a fresh `ret` when the last is out of reach)
+            label, i = p.load(word[0], label), j
         blocks[nr] = label
     native = _dispatch(p, sorted(blocks), blocks, otherwise)
     nr_check = p.load(_NR, p.jump(_JGE, X32_BIT, bad, native))

@@ -29,7 +29,6 @@ ATTACKS = {
     "kcmp": "call(312, 2, 1, 0, 0, 0)",
     "process_madvise": "call(440, 3, 0, 0, 0, 0)",
     "process_vm_readv": "call(310, 1, 0, 0, 0, 0, 0)",
-    "ptrace": "call(101, 16, 1, 0, 0)",                                     # PTRACE_ATTACH init
     # init as a pipe's owner gets F_SETSIG's signal (SIGTERM: a forged stop request) on each write
     "fcntl": "r, w = os.pipe(); call(72, r, 10, 15); call(72, r, 8, 1); call(72, r, 4, 0o20000); os.write(w, b'x')",
     "fcntl-high-bits": "call(72, 0, 8 | 1 << 32, 1 | 1 << 32)",

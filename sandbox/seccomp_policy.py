@@ -229,6 +229,22 @@ def _check_file(rules, origins):
             unconditional[name] = (action, origin)
 
 
+def _reachable(rules, origins):
+    """The rules without those that can never apply: repeats, and rules after an
+    unconditional one for the same call (an extending policy's override hides the
+    parent's rules for that call, so a child may turn a parent's kill into a log)."""
+    decided, seen, kept, kept_origins = set(), set(), [], []
+    for rule, origin in zip(rules, origins):
+        if rule[0] in decided or rule in seen:
+            continue
+        seen.add(rule)
+        kept.append(rule)
+        kept_origins.append(origin)
+        if not rule[2]:
+            decided.add(rule[0])
+    return kept, kept_origins
+
+
 def _check_notifications(rules, origins, default):
     """kill and log both reach init as a notification; init tells them apart by
     the call's number, and for kill rules under default_action: log by their
@@ -318,13 +334,9 @@ def resolve(ref, relative_to=None, where="seccomp"):
     if default is None:
         _fail(f"{os.path.basename(chain[-1])}: default_action", "no default action in the policy or what it extends",
               "add default_action: allow (a deny-list) or default_action: kill (an allow-list)")
+    rules, origins = _reachable(rules, origins)
     _check_notifications(rules, origins, default)
-    seen, unique = set(), []
-    for r in rules:                                    # a repeated rule changes nothing: tried once
-        if r not in seen:
-            seen.add(r)
-            unique.append(r)
     display = ref if not profile_mod.is_path(ref) else os.path.basename(chain[0])
-    policy = {"name": display, "default": default, "rules": unique}
+    policy = {"name": display, "default": default, "rules": rules}
     compiled(policy, known)                            # what cannot load is refused now, not when a run starts
     return policy, files

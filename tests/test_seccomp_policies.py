@@ -24,6 +24,15 @@ def test_child_looser_than_parent_wins(sbx):
     assert r.stdout.decode().splitlines()[1] == "-1"                 # the parent alone: refused
 
 
+def test_child_log_over_a_parent_kill(sbx):
+    """An unconditional child rule hides the parent's rules for that call: default kills mount,
+    a child that logs it lets it through (the kernel then refuses it: no capability) and lists it."""
+    policy = sbx.script("logmount.yaml", "extends: default\nrules: [{syscall: mount, action: log}]\n")
+    r, rep = py(sbx, "print(libc.mount(b'n', b'/tmp', b'tmpfs', 0, None))", "--seccomp", policy)
+    assert rep["status"] == "OK" and r.stdout.decode().splitlines()[1] == "-1", (rep, r.stderr)
+    assert {"name": "mount", "number": 165, "arch": "x86_64"} in rep["seccomp_logged"]
+
+
 def test_a_conditional_child_rule_overrides_only_where_it_matches(sbx):
     """A child rule with a condition wins for the calls it matches; the parent's rules for the same
     call still decide the others (AF_VSOCK stays refused when the child kills AF_PACKET)."""

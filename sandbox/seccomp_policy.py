@@ -65,7 +65,7 @@ OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "any_bits", "masked")
 
 def _alternatives(arg, cond, where):
     """One condition on one argument -> alternatives (OR) of single comparisons
-    (arg, op, a, b): libseccomp allows one comparison per argument per rule.
+    (arg, op, a, b), so that a rule holds at most one comparison per argument.
     eq, in, not_in and any_bits look at the low 32 bits, which is all the kernel
     reads of an int argument: high bits cannot slip a value past them."""
     if not isinstance(cond, dict):
@@ -264,6 +264,53 @@ def _check_notifications(rules, origins, default):
                           "and log rules for the calls to list")
 
 
+def _layer(path, known, count):
+    """One policy file -> ({"default"?, "rules", "origins", "remove"}, rules counted so
+    far, raw mapping), everything in it checked."""
+    from . import profile as profile_mod
+    name, size = os.path.basename(path), os.stat(path).st_size
+    if size > MAX_FILE_BYTES:
+        _fail(name, f"the policy file is {size} bytes, more than {MAX_FILE_BYTES}: more rules than "
+              "the kernel's 4096-instruction filter can hold", "merge rules into syscalls: [...] lists, or use "
+              "an allow-list")
+    raw = profile_mod._read_yaml(path)
+    if not isinstance(raw, dict):
+        _fail(name, f"a policy must be a mapping, got {type(raw).__name__}", "write KEY: VALUE lines")
+    twice = _duplicate_key(path)
+    if twice:
+        _fail(f"{name}:{twice[0]}", f"the key {shorten(twice[1], 40)} is given twice in one mapping",
+              "keep one of them (YAML would silently use the last)")
+    try:
+        profile_mod._unknown(raw, ("description", "extends", "default_action", "rules", "remove"), None)
+    except ProfileError as e:
+        e.where = f"{name}: {e.where}"
+        raise
+    layer = {"rules": [], "origins": []}
+    if "default_action" in raw:
+        layer["default"] = _action(raw["default_action"], f"{name}: default_action")
+    rules = raw.get("rules", [])
+    if not isinstance(rules, list):
+        _fail(f"{name}: rules", "expected a list of rules", "write rules: [{syscall: NAME, action: ACTION}]")
+    for i, raw_rule in enumerate(rules):
+        origin = f"{name}: rules[{i}]"
+        expanded = _rule(raw_rule, origin, known)
+        count += len(expanded)
+        if count > MAX_RULES:
+            _fail(f"{name}: rules", f"the policy expands to more than {MAX_RULES} rules (at rules[{i}]): "
+                  "more than the kernel's 4096-instruction filter can hold",
+                  "merge rules into syscalls: [...] lists, use fewer conditions, or an allow-list")
+        layer["rules"] += expanded
+        layer["origins"] += [origin] * len(expanded)
+    _check_file(layer["rules"], layer["origins"])
+    remove = raw.get("remove", [])
+    if not isinstance(remove, list):
+        _fail(f"{name}: remove", "expected a list of syscall names", "write remove: [a, b]")
+    layer["remove"] = _syscall_names(remove, f"{name}: remove", known)
+    if "extends" in raw and not isinstance(raw["extends"], str):
+        _fail(f"{name}: extends", "expected a policy name or path", "write extends: default")
+    return layer, count, raw
+
+
 def resolve(ref, relative_to=None, where="seccomp"):
     """A policy reference -> (canonical policy, files read).  The canonical form
     is plain data (marshal-able): {"name", "default", "rules": [(syscall, action,
@@ -271,9 +318,8 @@ def resolve(ref, relative_to=None, where="seccomp"):
     first, so that the child wins where both say something about a call."""
     from . import profile as profile_mod
     known = known_syscalls()
-    chain, files, layers = [], [], []
+    chain, files, layers, count = [], [], [], 0
     path = locate(ref, relative_to, where)
-    count = 0
     while True:
         if path in chain:
             _fail(f"{os.path.basename(path)}: extends", "extends forms a cycle: "
@@ -281,50 +327,11 @@ def resolve(ref, relative_to=None, where="seccomp"):
         chain.append(path)
         st = os.stat(path)
         files.append((path, st.st_mtime_ns, st.st_size))
-        name = os.path.basename(path)
-        if st.st_size > MAX_FILE_BYTES:
-            _fail(name, f"the policy file is {st.st_size} bytes, more than {MAX_FILE_BYTES}: more rules than "
-                  "the kernel's 4096-instruction filter can hold", "merge rules into syscalls: [...] lists, or use "
-                  "an allow-list")
-        raw = profile_mod._read_yaml(path)
-        if not isinstance(raw, dict):
-            _fail(name, f"a policy must be a mapping, got {type(raw).__name__}", "write KEY: VALUE lines")
-        twice = _duplicate_key(path)
-        if twice:
-            _fail(f"{name}:{twice[0]}", f"the key {shorten(twice[1], 40)} is given twice in one mapping",
-                  "keep one of them (YAML would silently use the last)")
-        try:
-            profile_mod._unknown(raw, ("description", "extends", "default_action", "rules", "remove"), None)
-        except ProfileError as e:
-            e.where = f"{name}: {e.where}"
-            raise
-        layer = {"rules": [], "origins": []}
-        if "default_action" in raw:
-            layer["default"] = _action(raw["default_action"], f"{name}: default_action")
-        rules = raw.get("rules", [])
-        if not isinstance(rules, list):
-            _fail(f"{name}: rules", "expected a list of rules", "write rules: [{syscall: NAME, action: ACTION}]")
-        for i, raw_rule in enumerate(rules):
-            origin = f"{name}: rules[{i}]"
-            expanded = _rule(raw_rule, origin, known)
-            count += len(expanded)
-            if count > MAX_RULES:
-                _fail(f"{name}: rules", f"the policy expands to more than {MAX_RULES} rules (at rules[{i}]): "
-                      "more than the kernel's 4096-instruction filter can hold",
-                      "merge rules into syscalls: [...] lists, use fewer conditions, or an allow-list")
-            layer["rules"] += expanded
-            layer["origins"] += [origin] * len(expanded)
-        _check_file(layer["rules"], layer["origins"])
-        remove = raw.get("remove", [])
-        if not isinstance(remove, list):
-            _fail(f"{name}: remove", "expected a list of syscall names", "write remove: [a, b]")
-        layer["remove"] = _syscall_names(remove, f"{name}: remove", known)
+        layer, count, raw = _layer(path, known, count)
         layers.append(layer)
         if "extends" not in raw:
             break
-        if not isinstance(raw["extends"], str):
-            _fail(f"{name}: extends", "expected a policy name or path", "write extends: default")
-        path = locate(raw["extends"], os.path.dirname(path), f"{name}: extends")
+        path = locate(raw["extends"], os.path.dirname(path), f"{os.path.basename(path)}: extends")
     default, rules, origins = None, [], []
     for layer in reversed(layers):                     # base first; each layer's rules go before what it extends
         kept = [i for i, r in enumerate(rules) if r[0] not in layer["remove"]]

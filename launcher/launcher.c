@@ -111,6 +111,9 @@ static char outmap_mode[16];
 static char outmap_uid[256], outmap_gid[256];
 static int log_all;                  /* notifications mean "log and continue" for every call (learn mode) */
 static unsigned char log_nr[1024];   /* ... or for these x86_64 numbers; any other notification is a kill */
+struct kill_rule { unsigned nr, ncmp, arg[6]; unsigned long long mask[6], value[6]; };
+static struct kill_rule *kills;      /* ... except where one of these matches: a kill among logs */
+static int nkills;
 
 /* ------------------------------------------------------------ reporting */
 
@@ -542,9 +545,12 @@ static void op_closefds(void) {
     }
 }
 
-/* notify SPEC (init, before fork): "*" every notification is a log, "-" none
- * is, else a comma-separated list of x86_64 syscall numbers that are. */
-static void op_notify(char **a) {
+/* notify SPEC [KILLS] (init, before fork): SPEC "*" every notification is a
+ * log, "-" none is, else a comma-separated list of x86_64 syscall numbers that
+ * are.  KILLS, "NR[,ARG,MASK,VALUE]...;...": a notification of NR whose
+ * arguments match every (args[ARG] & MASK) == VALUE of one entry is a kill all
+ * the same (the base layer's rules and kill rules under default_action: log). */
+static void op_notify(char **a, int nargs) {
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, notify_sock) < 0) fail(errno, "socketpair");
     if (!strcmp(a[0], "*")) log_all = 1;
     else if (strcmp(a[0], "-")) {
@@ -555,6 +561,34 @@ static void op_notify(char **a) {
             else if (*p) fail(EINVAL, "bad notify list");
         }
     }
+    if (nargs < 2 || !strcmp(a[1], "-")) return;
+    int n = 1;
+    for (char *p = a[1]; *p; p++) n += *p == ';';
+    kills = calloc((size_t)n, sizeof *kills);
+    if (!kills) fail(ENOMEM, "notify kill list");
+    for (char *p = a[1]; *p; nkills++) {
+        struct kill_rule *k = &kills[nkills];
+        k->nr = (unsigned)strtoul(p, &p, 10);
+        while (*p == ',' && k->ncmp < 6) {
+            k->arg[k->ncmp] = (unsigned)strtoul(p + 1, &p, 10);
+            if (*p++ != ',' || k->arg[k->ncmp] > 5) fail(EINVAL, "bad notify kill list");
+            k->mask[k->ncmp] = strtoull(p, &p, 10);
+            if (*p++ != ',') fail(EINVAL, "bad notify kill list");
+            k->value[k->ncmp++] = strtoull(p, &p, 10);
+        }
+        if (*p == ';') p++;
+        else if (*p) fail(EINVAL, "bad notify kill list");
+    }
+}
+
+static int is_kill(const struct seccomp_data *d) {
+    for (int i = 0; i < nkills; i++) {
+        unsigned c = 0;
+        if (kills[i].nr != (unsigned)d->nr) continue;
+        while (c < kills[i].ncmp && (d->args[kills[i].arg[c]] & kills[i].mask[c]) == kills[i].value[c]) c++;
+        if (c == kills[i].ncmp) return 1;
+    }
+    return 0;
 }
 
 /* seccomp HEX (the program, last step before exec): load the filter with a
@@ -748,7 +782,7 @@ static void on_notification(int listener, pid_t prog, long long t_fork) {
     }
     unsigned nr = req->data.nr, arch = req->data.arch;
     int native = arch == AUDIT_ARCH_X86_64 && !(nr & 0x40000000);
-    if (native && nr < 1024 && (log_all || log_nr[nr])) {
+    if (native && nr < 1024 && (log_all || log_nr[nr]) && !is_kill(&req->data)) {
         if (!seen[nr]) {
             seen[nr] = 1;
             status_sync("Y %u %u", nr, arch, NULL);
@@ -805,8 +839,8 @@ static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long
                 sample(tick_hz, page);
                 int st;
                 pid_t r;
-                while ((r = waitpid(-1, &st, WNOHANG | __WALL)) > 0)
-                    if (r == prog) finish(prog, st, 1, t_fork, now_ns());
+                while ((r = waitpid(-1, &st, WNOHANG | __WALL)) > 0)   /* a ptrace stop (PTRACE_TRACEME */
+                    if (r == prog && !WIFSTOPPED(st)) finish(prog, st, 1, t_fork, now_ns()); /* made init the tracer) is no exit */
             }
         }
         if (pfd[1].revents & POLLIN) {
@@ -1207,7 +1241,7 @@ int main(void) {
         else if (!strcmp(name, "setsid")) { if (setsid() < 0) fail(errno, "setsid"); }
         else if (!strcmp(name, "closefds")) op_closefds();
         else if (!strcmp(name, "pdeathsig")) { if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "PR_SET_PDEATHSIG"); }
-        else if (!strcmp(name, "notify")) op_notify(a);
+        else if (!strcmp(name, "notify")) op_notify(a, nargs);
         else if (!strcmp(name, "chdir")) { if (chdir(a[0]) < 0) fail(errno, "chdir %s", a[0]); }
         else if (!strcmp(name, "seccomp")) op_seccomp(a);
         else if (!strcmp(name, "exec")) op_exec(a, nargs);

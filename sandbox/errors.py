@@ -50,13 +50,20 @@ class SetupError(SandboxError):
 
 
 def shorten(value, limit=80):
-    """repr(value) cut to `limit` characters, ending in '…' when cut: a value
-    quoted in a message must never be unbounded (a 1 MiB string, a huge list)."""
+    """repr(value) cut to `limit` characters, ending in '…' when cut: a value quoted in a
+    message must never be unbounded.  Values come from files and options and can be huge --
+    through YAML aliases, gigabytes -- so a message never formats one whole: a string is cut
+    before repr, and reprlib bounds the work on containers, not just the output (it is
+    imported only on this error path)."""
     if isinstance(value, (str, bytes)):
-        text = repr(value[:limit])             # never repr the whole of a long string
+        text = repr(value[:limit])
     else:
-        import reprlib                          # bounded repr of nested containers (error path only)
+        import reprlib
         r = reprlib.Repr()
         r.maxstring = r.maxother = r.maxlong = limit
-        text = r.repr(value)
+        r.maxlevel, r.maxlist, r.maxtuple, r.maxdict, r.maxset = 2, 4, 4, 4, 4
+        try:
+            text = r.repr(value)
+        except ValueError:                      # an int beyond Python's 4300-digit str() limit
+            text = f"<an integer of {value.bit_length()} bits>"
     return text if len(text) <= limit else text[:max(limit - 1, 0)] + "…"

@@ -22,7 +22,9 @@ PROCESS_RULES = ["  - syscall: clone3",
 
 
 def policy_yaml(names, argv, profile):
-    lines = [f"# Learned by `sandbox learn` on {time.strftime('%Y-%m-%d')} from: {' '.join(argv)} (profile {profile})",
+    # The command line on one line (a newline in `python3 -c` code would end the comment), bounded.
+    command = repr(" ".join(argv)[:200])[1:-1]
+    lines = [f"# Learned by `sandbox learn` on {time.strftime('%Y-%m-%d')} from: {command} (profile {profile})",
              "# Every call the run made is allowed (clone and clone3 without namespace flags);",
              "# any other call ends a run with status SYS, naming it.",
              f"description: allow-list learned from {os.path.basename(argv[0])}",

@@ -17,7 +17,7 @@ import os
 from .errors import ProfileError, did_you_mean, shorten
 from .units import parse_duration, parse_size
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4          # 3: bounded values (input); 4: seccomp rules in first-match order, child first
 BUILTIN_DIRS = (
     os.path.join(os.path.dirname(__file__), "profiles"),                  # installed copy
     os.path.join(os.path.dirname(os.path.dirname(__file__)), "profiles"),  # source checkout

@@ -166,8 +166,9 @@ def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal, oom_kills
         call = _syscall(o.violation[0], o.violation[1])
         name = call["name"] or "an unknown system call"
         where = "" if call["arch"] == "x86_64" else f" through the {call['arch']} ABI"
-        return "SYS", None, (f"killed by the seccomp policy {plan.seccomp['name']}: {name} "
-                             f"(number {call['number']}{where}) is not allowed"), None
+        from .seccomp import culprit
+        return "SYS", None, (f"killed by {culprit(plan.seccomp, call['name'], call['arch'], o.violation[2])}: "
+                             f"{name} (number {call['number']}{where}) is not allowed"), None
     if signal == SIGSYS:
         return "SYS", None, "killed by a disallowed system call (SIGSYS)", None
     if o.killed == "cancelled":

@@ -21,6 +21,7 @@ usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
        sandbox profiles                 list built-in profiles
        sandbox profiles show NAME|PATH  print a profile fully resolved (after extends)
        sandbox check FILE.yaml          validate a profile
+       sandbox serve [--host H] [--port P] ...  a Judge0-compatible judging service (sandbox serve --help)
 
 run options:
   --profile P          built-in profile name, or path to a YAML profile (required)
@@ -287,6 +288,17 @@ def cmd_check(argv):
     return 0
 
 
+def _serve(argv):
+    # The judging service is an extra (FastAPI, uvicorn, psutil): imported only here.
+    try:
+        from .service import cli as service_cli
+        import fastapi, uvicorn, psutil  # noqa: F401
+    except ImportError as e:
+        raise UsageError(f"sandbox serve needs the service extra ({e.name} is not installed)", "sandbox serve",
+                         "pip install 'sandbox[service]'") from None
+    return service_cli.main(argv)
+
+
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,
             "diff": cmd_diff}
 
@@ -301,6 +313,8 @@ def main(argv=None):
             from .report import __version__
             print(f"sandbox {__version__}")
             return 0
+        if argv[0] == "serve":
+            return _serve(argv[1:])
         command = COMMANDS.get(argv[0])
         if command is None:
             raise UsageError(f"unknown command {argv[0]!r}", "sandbox", "commands: run, learn, image, diff, profiles, check (see sandbox --help)")

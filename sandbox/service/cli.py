@@ -1,0 +1,99 @@
+"""`sandbox serve`: options -> settings -> storage, languages, workers, HTTP server.
+
+argparse is fine here: this is not the hot path of `sandbox run`.  A server
+bound to anything but loopback without a token would let anyone on the network
+run code here, so that is refused before anything starts.
+"""
+import argparse
+import os
+import sys
+import tempfile
+
+from ..errors import EXIT_SANDBOX, SandboxError, UsageError
+from .config import LOOPBACK, Settings, load_overrides
+
+
+def parse(argv):
+    ap = argparse.ArgumentParser(prog="sandbox serve", description="A Judge0-compatible judging service "
+                                 "(and /api/v1) over rootless sandboxes.")
+    ap.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; anything else needs "
+                    "--auth-token)")
+    ap.add_argument("--port", type=int, default=2358, help="TCP port (default 2358, Judge0's)")
+    ap.add_argument("--workers", type=int, default=None, help="worker threads (default: the number of CPUs)")
+    ap.add_argument("--database", default=None, help="SQLite file (default $XDG_DATA_HOME/sandbox/service/"
+                    "submissions.sqlite3); its directory is the only one the service writes")
+    ap.add_argument("--auth-token", default=os.environ.get("SANDBOX_AUTH_TOKEN"),
+                    help="require this token in X-Auth-Token (default $SANDBOX_AUTH_TOKEN)")
+    ap.add_argument("--languages", default=None, help="language table (default profiles/languages.yaml)")
+    ap.add_argument("--max-queue", type=int, default=None, help="submissions waiting at most (503 past it; "
+                    "default 100, Judge0's)")
+    ap.add_argument("--config", default=None, help="YAML file of config_info keys (defaults and maxima) and "
+                    "max_body_size")
+    ap.add_argument("--log-json", action="store_true", help="one JSON object per submission on stderr")
+    return ap.parse_args(argv)
+
+
+def main(argv):
+    try:
+        args = parse(argv)
+    except SystemExit as e:       # argparse already said what was wrong
+        return 0 if e.code == 0 else EXIT_SANDBOX
+    try:
+        return serve(args)
+    except SandboxError as e:
+        print(f"sandbox: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+def serve(args):
+    if args.host not in LOOPBACK and not args.auth_token:
+        raise UsageError(f"refusing to listen on {args.host} without a token: anyone who reaches it could run "
+                         "code on this machine", "--host", "add --auth-token TOKEN (or set SANDBOX_AUTH_TOKEN), "
+                         "or listen on 127.0.0.1")
+    for name, value in (("--workers", args.workers), ("--max-queue", args.max_queue)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} must be at least 1, not {value}", name, f"give {name} 1 or more")
+    settings = Settings(host=args.host, port=args.port, workers=args.workers, database=args.database,
+                        auth_token=args.auth_token, languages=args.languages, max_queue=args.max_queue,
+                        log_json=args.log_json, overrides=load_overrides(args.config) if args.config else None)
+    import uvicorn
+    from . import app as app_mod, judge0, languages, native
+    from .storage import Storage
+    from .workers import Pool
+    try:
+        storage = Storage(settings.database)
+    except OSError as e:
+        raise UsageError(f"cannot create the database {settings.database}: {e.strerror}", "--database",
+                         "give a path in a directory you can write") from None
+    # Everything the service writes goes under its data directory, per-submission scratch included.
+    scratch = os.path.join(settings.data_dir, "tmp")
+    os.makedirs(scratch, mode=0o700, exist_ok=True)
+    tempfile.tempdir = scratch
+    table = languages.load(settings.languages)
+    cfg = settings.judge0
+
+    def internal(kind, reason):
+        return judge0.internal_error(reason) if kind == "judge0" else native.internal(reason)
+
+    pool = Pool(storage, {"judge0": lambda req: judge0.process(req, table, cfg),
+                          "native": lambda req: native.process(req, table), "internal": internal},
+                settings.workers, settings.log_json)
+    state = app_mod.State(settings, storage, table, pool, scratch)
+    application = app_mod.create(state)
+    pool.start()
+    offered = ", ".join(f"{lang.id}" for lang in table.values() if not lang.unavailable)
+    print(f"sandbox serve: listening on http://{_url_host(args.host)}:{args.port} ({settings.workers} workers, "
+          f"database {settings.database}; languages {offered})", file=sys.stderr, flush=True)
+    config = uvicorn.Config(application, host=args.host, port=args.port, log_level="warning", access_log=False,
+                            lifespan="off")
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    finally:
+        pool.stop()
+        storage.close()
+    return 0
+
+
+def _url_host(host):
+    return f"[{host}]" if ":" in host else host

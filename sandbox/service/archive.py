@@ -51,9 +51,9 @@ def extract(data, dest, max_bytes, reserved=()):
             parts = _check_name(info.filename, seen)
             if parts[0] in reserved:
                 raise Refused(f"entry {info.filename!r} would replace the submission's own {parts[0]}")
-            mode = info.external_attr >> 16
+            kind = stat.S_IFMT(info.external_attr >> 16)     # 0: a zip made without Unix modes
             is_dir = info.is_dir()
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
                 raise Refused(f"entry {info.filename!r} is not a regular file or directory (symlinks are refused)")
             tops.add(parts[0])
             dfd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)

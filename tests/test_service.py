@@ -1,0 +1,638 @@
+"""`sandbox serve`: the real server, started as the unprivileged test user on a free loopback port,
+driven by the official Judge0 SDK, by judge0-client and by plain HTTP.
+
+Every verdict the service maps (AC WA CE TLE MLE RE SG SYS OLE) for C, C++ and Python; the other
+installed languages; a server killed with SIGKILL mid-queue loses nothing; every bad input gets a
+4xx naming its field.  No test may reach a non-loopback address: `loopback_only` makes any other
+connection from this process fail, and the SDK's client is built on the server's endpoint.
+"""
+import asyncio
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+
+import httpx
+import pytest
+
+from conftest import SANDBOX, write
+
+C_AB = '#include <stdio.h>\nint main(){long a,b; if(scanf("%ld %ld",&a,&b)!=2) return 1; printf("%ld\\n",a+b);}\n'
+CPP_AB = '#include <iostream>\nint main(){long a,b; std::cin>>a>>b; std::cout<<a+b<<"\\n";}\n'
+PY_AB = "a, b = map(int, input().split())\nprint(a + b)\n"
+
+
+# ------------------------------------------------------------------ the harness
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Any connection or name lookup from this process to a non-loopback address fails the test."""
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and self.family in (socket.AF_INET, socket.AF_INET6) \
+                and host not in ("127.0.0.1", "::1"):
+            raise AssertionError(f"a test tried to connect to {address}: only loopback is allowed")
+        return real_connect(self, address)
+
+    def getaddrinfo(host, *args, **kw):
+        if host not in ("127.0.0.1", "::1", "localhost", None):
+            raise AssertionError(f"a test tried to resolve {host!r}: only loopback is allowed")
+        return real_getaddrinfo(host, *args, **kw)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    for name in list(os.environ):
+        if name.startswith("JUDGE0_"):
+            monkeypatch.delenv(name)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`sandbox serve` as the test user, with its data directory in a temp dir the user owns."""
+
+    def __init__(self, user, data, *options, workers=2):
+        self.user, self.data, self.options, self.workers = user, data, options, workers
+        self.database = os.path.join(data, "db", "submissions.sqlite3")
+        self.log_path = os.path.join(data, "server.log")
+        self.proc = None
+
+    def start(self):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        log = open(self.log_path, "ab")
+        self.proc = self.user.popen([SANDBOX, "serve", "--port", str(self.port), "--database", self.database,
+                                     "--workers", str(self.workers), *self.options],
+                                    stdout=log, stderr=log)
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"sandbox serve exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=2).status_code == 200:
+                    self.http = httpx.Client(base_url=self.url, timeout=60)
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        pytest.fail(f"sandbox serve did not answer within 60 s:\n{self.log()}")
+
+    def kill(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "http", None):
+            self.http.close()
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def submit(self, params=None, **body):
+        return self.http.post("/submissions", params=params or {}, json=body)
+
+    def judged(self, token, timeout=120, **params):
+        """Poll until the submission has a final status (as a Judge0 client does)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r = self.http.get(f"/submissions/{token}", params={"fields": "*", **params})
+            assert r.status_code == 200, r.text
+            sub = r.json()
+            if sub["status"]["id"] not in (1, 2):
+                return sub
+            time.sleep(0.05)
+        pytest.fail(f"submission {token} was not judged within {timeout} s:\n{self.log()}")
+
+
+def _data_dir(user):
+    d = tempfile.mkdtemp(prefix="sandbox-serve-")
+    os.chmod(d, 0o755)
+    if os.geteuid() == 0:
+        os.chown(d, user.uid, user.gid)
+    return d
+
+
+@pytest.fixture
+def make_server(user):
+    """Start servers as needed; each is stopped and its directory removed at the end."""
+    started = []
+
+    def make(*options, workers=2, data=None):
+        s = Server(user, data or _data_dir(user), *options, workers=workers)
+        started.append(s)
+        return s.start()
+
+    yield make
+    for s in started:
+        s.kill()
+    for d in {s.data for s in started}:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(user):
+    data = _data_dir(user)
+    config = write(os.path.join(data, "config.yaml"), "max_body_size: 1048576\n", owner=user)
+    s = Server(user, data, "--config", config).start()
+    yield s
+    s.kill()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+def b64(text):
+    return base64.b64encode(text if isinstance(text, bytes) else text.encode()).decode()
+
+
+# ------------------------------------------------------------------ every verdict, three languages
+
+C_CASES = {
+    "AC": (C_AB, {"expected_output": "3\n"}, 3),
+    "WA": (C_AB, {"expected_output": "4\n"}, 4),
+    "CE": ("int main() { return 0 }\n", {}, 6),
+    "TLE": ("int main(){volatile unsigned long i=0; for(;;) i++;}\n", {"cpu_time_limit": 0.3, "cpu_extra_time": 0.1}, 5),
+    "MLE": ("#include <stdlib.h>\nint main(){volatile char*p=malloc(300<<20); for(long i=0;i<(300<<20);i+=4096) "
+            "p[i]=1; return p[4096]==7;}\n", {"memory_limit": 65536}, 11),
+    "RE": ("int main(){return 3;}\n", {}, 11),
+    "SG": ("int main(){volatile int *p=0; *p=1; return 0;}\n", {}, 7),
+    "SYS": ("#include <sys/mount.h>\nint main(){mount(\"none\",\"/box\",\"tmpfs\",0,0); return 0;}\n", {}, 12),
+    "OLE": ("#include <stdio.h>\nint main(){for(;;) fputs(\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\\n\", stdout);}\n", {}, 8),
+}
+CPP_CASES = {
+    "AC": (CPP_AB, {"expected_output": "3\n"}, 3),
+    "WA": (CPP_AB, {"expected_output": "30\n"}, 4),
+    "CE": ("int main() { undeclared(); }\n", {}, 6),
+    "TLE": ("int main(){volatile unsigned long i=0; for(;;) i++;}\n", {"cpu_time_limit": 0.3, "cpu_extra_time": 0.1}, 5),
+    "MLE": ("#include <vector>\nint main(){std::vector<char> v(300<<20, 1); return v[999]==7;}\n",
+            {"memory_limit": 65536}, 11),
+    "RE": ("#include <cstdlib>\nint main(){std::exit(4);}\n", {}, 11),
+    "SG": ("int main(){volatile int z=0; return 10/z;}\n", {}, 9),
+    "SYS": ("#include <sys/socket.h>\nint main(){return socket(AF_INET, SOCK_STREAM, 0) < 0;}\n", {}, 12),
+    "OLE": ("#include <iostream>\nint main(){for(;;) std::cout << \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\\n\";}\n", {}, 8),
+}
+PY_CASES = {
+    "AC": (PY_AB, {"expected_output": "3\n"}, 3),
+    "WA": ("print(0)\n", {"expected_output": "3\n"}, 4),
+    "CE": ("def f(:\n    pass\n", {}, 6),
+    "TLE": ("while True:\n    pass\n", {"cpu_time_limit": 0.3, "cpu_extra_time": 0.1}, 5),
+    "MLE": ("x = b'x' * (300 << 20)\nprint(len(x))\n", {"memory_limit": 65536}, 11),
+    "RE": ("raise SystemExit(5)\n", {}, 11),
+    "SG": ("import ctypes\nctypes.string_at(0)\n", {}, 7),
+    "SYS": ("import os\nos.chroot('/')\n", {}, 12),
+    "OLE": ("while True:\n    print('x' * 1000)\n", {}, 8),
+}
+LANGUAGE_CASES = {50: C_CASES, 54: CPP_CASES, 71: PY_CASES}
+CASES = [(lang, verdict) for lang, cases in LANGUAGE_CASES.items() for verdict in cases]
+
+
+@pytest.fixture(scope="module")
+def verdict_tokens(server):
+    """Every case submitted at once in batches (the server judges them in parallel); {case: token}."""
+    cases = [(lang, v, *LANGUAGE_CASES[lang][v]) for lang, v in CASES]
+    tokens = {}
+    for i in range(0, len(cases), 20):
+        chunk = cases[i:i + 20]
+        body = {"submissions": [dict({"language_id": lang, "source_code": b64(src), "stdin": b64("1 2\n")},
+                                     **{k: b64(v) if k == "expected_output" else v for k, v in extra.items()})
+                                for lang, _, src, extra, _ in chunk]}
+        r = server.http.post("/submissions/batch", params={"base64_encoded": "true"}, json=body)
+        assert r.status_code == 201, r.text
+        for (lang, v, *_), answer in zip(chunk, r.json()):
+            tokens[(lang, v)] = answer["token"]
+    return tokens
+
+
+@pytest.mark.parametrize("lang,verdict", CASES, ids=[f"{lang}-{v}" for lang, v in CASES])
+def test_every_verdict_maps_to_its_judge0_status(server, verdict_tokens, lang, verdict):
+    expected_status = LANGUAGE_CASES[lang][verdict][2]
+    sub = server.judged(verdict_tokens[(lang, verdict)], base64_encoded="true")
+    message = base64.b64decode(sub["message"]).decode() if sub["message"] else None
+    assert sub["status"]["id"] == expected_status, (sub, message)
+    assert sub["status_id"] == expected_status
+    if verdict == "AC":
+        assert base64.b64decode(sub["stdout"]) == b"3\n"
+    if verdict == "WA":
+        assert base64.b64decode(sub["stdout"]) != base64.b64decode(sub["expected_output"])
+    if verdict == "CE":
+        assert sub["compile_output"] and sub["time"] is None
+    if verdict == "MLE":
+        assert message == "Memory limit exceeded" and sub["exit_signal"] == 9
+    if verdict == "SYS":
+        assert {50: "mount", 54: "socket", 71: "chroot"}[lang] in message
+    if verdict == "TLE":
+        assert float(sub["time"]) >= 0.3
+    if verdict == "RE":
+        assert sub["exit_code"] in (3, 4, 5) and message == f"Exited with error status {sub['exit_code']}"
+    if verdict not in ("CE",):
+        assert sub["time"] is not None and sub["wall_time"] is not None and isinstance(sub["memory"], int)
+    for stamp in (sub["created_at"], sub["finished_at"]):
+        time.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert set(sub) == set(JUDGE0_COLUMNS), set(sub) ^ set(JUDGE0_COLUMNS)
+
+
+JUDGE0_COLUMNS = ("source_code", "language_id", "stdin", "expected_output", "stdout", "status_id", "created_at",
+                  "finished_at", "time", "memory", "stderr", "token", "number_of_runs", "cpu_time_limit",
+                  "cpu_extra_time", "wall_time_limit", "memory_limit", "stack_limit", "max_processes_and_or_threads",
+                  "enable_per_process_and_thread_time_limit", "enable_per_process_and_thread_memory_limit",
+                  "max_file_size", "compile_output", "exit_code", "exit_signal", "message", "wall_time",
+                  "compiler_options", "command_line_arguments", "redirect_stderr_to_stdout", "callback_url",
+                  "additional_files", "enable_network", "status", "language")
+
+
+@pytest.mark.parametrize("lang,source", [
+    (62, "import java.util.*;\npublic class Main { public static void main(String[] x) { Scanner s = new Scanner("
+         "System.in); System.out.println(s.nextLong() + s.nextLong()); } }\n"),
+    (63, "const [a, b] = require('fs').readFileSync(0, 'utf8').trim().split(/\\s+/).map(Number);\nconsole.log(a + b);\n"),
+    (46, "read a b\necho $((a + b))\n"),
+], ids=["java", "node", "bash"])
+def test_other_installed_languages_accept_a_plus_b(server, lang, source):
+    listed = {entry["id"] for entry in server.http.get("/languages").json()}
+    assert lang in listed, f"language {lang} is not offered: {server.http.get('/languages/all').json()}"
+    r = server.submit({"wait": "true", "fields": "*"}, language_id=lang, source_code=source, stdin="20 22\n",
+                      expected_output="42\n")
+    assert r.status_code == 201, r.text
+    assert r.json()["status"]["id"] == 3, r.json()
+    assert r.json()["stdout"] == "42\n"
+
+
+def test_missing_toolchains_are_not_offered_and_say_why(server):
+    offered = {e["id"] for e in server.http.get("/languages").json()}
+    everything = server.http.get("/languages/all").json()
+    assert {50, 52, 54, 71} <= offered
+    for entry in everything:
+        if entry["is_archived"]:
+            assert entry["id"] not in offered and "not present on this host" in entry["unavailable"], entry
+            r = server.submit(language_id=entry["id"], source_code="x")
+            assert r.status_code == 422 and "doesn't exist" in r.json()["language_id"][0]
+    one = server.http.get("/languages/50").json()
+    assert one["source_file"] == "main.c" and "gcc" in one["compile_cmd"] and one["run_cmd"] == "/box/main"
+
+
+# ------------------------------------------------------------------ the official SDK and judge0-client
+
+def sdk_client(server, headers=None):
+    import judge0
+    client = judge0.Client(server.url, headers=dict(headers or {}))
+    assert client.endpoint.startswith("http://127.0.0.1:"), client.endpoint
+    assert str(client.client.base_url).startswith("http://127.0.0.1:")
+    return client
+
+
+def test_official_sdk_runs_with_an_alias_and_an_id(server):
+    import judge0
+    client = sdk_client(server)
+    result = judge0.run(source_code=PY_AB, stdin="2 40\n", language=judge0.PYTHON, client=client)
+    assert result.status == judge0.Status.ACCEPTED and result.stdout == "42\n"
+    assert result.time is not None and result.memory > 0
+    result = judge0.run(source_code=C_AB, stdin="1 1\n", language=50, client=client)
+    assert result.status == judge0.Status.ACCEPTED and result.stdout == "2\n"
+    result = judge0.run(source_code=CPP_AB, stdin="1 2\n", language=judge0.CPP, client=client)
+    assert result.status == judge0.Status.ACCEPTED and result.stdout == "3\n"
+
+
+def test_official_sdk_test_cases_use_the_batch_endpoints(server):
+    import judge0
+    client = sdk_client(server)
+    results = judge0.run(source_code=C_AB, language=judge0.C, client=client,
+                         test_cases=[("1 2\n", "3\n"), ("10 20\n", "30\n"), ("2 2\n", "5\n")])
+    assert [r.status for r in results] == [judge0.Status.ACCEPTED, judge0.Status.ACCEPTED,
+                                           judge0.Status.WRONG_ANSWER]
+    assert [r.stdout for r in results] == ["3\n", "30\n", "4\n"]
+
+
+def test_official_sdk_sees_compile_errors_and_time_limits(server):
+    import judge0
+    client = sdk_client(server)
+    ce = judge0.run(source_code="int main( {", language=judge0.C, client=client)
+    assert ce.status == judge0.Status.COMPILATION_ERROR and "error" in ce.compile_output
+    tle = judge0.run(source_code="while True: pass", language=judge0.PYTHON, client=client, cpu_time_limit=0.3,
+                     cpu_extra_time=0.1)
+    assert tle.status == judge0.Status.TIME_LIMIT_EXCEEDED
+
+
+def test_judge0_client_creates_polls_and_reads_workers(server):
+    from judge0_client import Judge0Client
+    from judge0_client.models.base_submission import BaseSubmission
+
+    class Submission(BaseSubmission):
+        source_code: str
+        language_id: int
+
+        def to_body(self):
+            body = self.model_dump(exclude_none=True)
+            for f in ("source_code", "stdin", "expected_output"):
+                if f in body:
+                    body[f] = b64(body[f])
+            return body
+
+    async def go():
+        async with Judge0Client(server.url) as client:
+            assert str(client.client.base_url).startswith("http://127.0.0.1:")
+            made = await client.create_submission(Submission(source_code="print(input()[::-1])", language_id=71,
+                                                             stdin="olleh"))
+            for _ in range(1200):
+                detail = await client.get_submission(made.token)
+                if detail.status.id not in (1, 2):
+                    break
+                await asyncio.sleep(0.05)
+            mle = await client.create_submission(Submission(source_code="x = b'x' * (300 << 20)", language_id=71,
+                                                            memory_limit=65536))
+            for _ in range(1200):
+                mle_detail = await client.get_submission(mle.token)
+                if mle_detail.status.id not in (1, 2):
+                    break
+                await asyncio.sleep(0.05)
+            return detail, mle_detail, await client.get_workers(), await client.get_about()
+
+    detail, mle, workers, about = asyncio.run(go())
+    assert detail.status.id == 3 and detail.stdout == "hello\n"
+    assert mle.status.id == 11 and mle.message == "Memory limit exceeded"    # judge0-client decodes message
+    assert workers[0].available == 2 and about.version == "1.13.1"
+
+
+def test_config_info_has_every_key_the_sdk_requires(server):
+    from judge0.base_types import Config
+    info = server.http.get("/config_info").json()
+    assert set(info) == set(Config.model_fields) and len(info) == 39
+    Config(**info)
+
+
+# ------------------------------------------------------------------ the rest of the Judge0 surface
+
+def test_plain_text_requests_and_the_default_fields(server):
+    r = server.submit({"wait": "true"}, language_id=71, source_code="print(input())", stdin="plain")
+    assert r.status_code == 201
+    assert set(r.json()) == {"token", "time", "memory", "stdout", "stderr", "compile_output", "message", "status"}
+    assert r.json()["stdout"] == "plain\n"
+    token = r.json()["token"]
+    sub = server.http.get(f"/submissions/{token}", params={"fields": "stdout,status_id,language"}).json()
+    assert sub == {"stdout": "plain\n", "status_id": 3, "language": {"id": 71, "name": "Python (3.11)"}}
+    bad = server.http.get(f"/submissions/{token}", params={"fields": "stdout,queue_host"})
+    assert bad.status_code == 400 and "queue_host" in bad.json()["error"]
+    assert server.http.get("/submissions/not-a-token").status_code == 404
+
+
+def test_non_utf8_output_needs_base64(server):
+    token = server.submit(language_id=71, source_code="import sys; sys.stdout.buffer.write(b'\\xff\\xfe')").json()["token"]
+    sub = server.judged(token, base64_encoded="true")
+    assert base64.b64decode(sub["stdout"]) == b"\xff\xfe"
+    r = server.http.get(f"/submissions/{token}")
+    assert r.status_code == 400 and "base64_encoded=true" in r.json()["error"]
+
+
+def test_batch_get_list_and_delete(server):
+    made = server.http.post("/submissions/batch", json={"submissions": [
+        {"language_id": 71, "source_code": "print(1)"}, {"language_id": 9999, "source_code": "x"},
+        {"language_id": 71, "source_code": "print(2)"}]})
+    assert made.status_code == 201
+    answers = made.json()
+    assert "token" in answers[0] and "language_id" in answers[1] and "token" in answers[2]
+    tokens = [answers[0]["token"], answers[2]["token"]]
+    for t in tokens:
+        server.judged(t)
+    got = server.http.get("/submissions/batch", params={"tokens": ",".join(tokens + ["missing"]),
+                                                        "fields": "token,stdout"}).json()
+    assert got["submissions"][:2] == [{"token": tokens[0], "stdout": "1\n"}, {"token": tokens[1], "stdout": "2\n"}]
+    assert got["submissions"][2] is None
+    page = server.http.get("/submissions", params={"page": 1, "per_page": 2}).json()
+    assert len(page["submissions"]) == 2 and page["meta"]["current_page"] == 1
+    assert page["meta"]["total_count"] >= 2 and page["meta"]["prev_page"] is None
+    gone = server.http.delete(f"/submissions/{tokens[0]}")
+    assert gone.status_code == 200 and base64.b64decode(gone.json()["stdout"]) == b"1\n"
+    assert server.http.get(f"/submissions/{tokens[0]}").status_code == 404
+
+
+def test_info_routes(server):
+    statuses = server.http.get("/statuses").json()
+    assert [s["id"] for s in statuses] == list(range(1, 15))
+    assert server.http.get("/about").json()["version"] == "1.13.1"
+    assert server.http.get("/version").text == "1.13.1"
+    info = server.http.get("/system_info").json()
+    assert int(info["CPU(s)"]) >= 1 and info["Mem"].endswith("G")
+    workers = server.http.get("/workers").json()[0]
+    assert set(workers) == {"queue", "size", "available", "idle", "working", "paused", "failed"}
+    assert server.http.post("/authenticate").status_code == 200
+    assert server.http.post("/authorize").status_code == 200
+    assert server.http.get("/docs").status_code == 200 and "/api/v1/run" in server.http.get("/openapi.json").text
+
+
+def test_stderr_redirect_arguments_options_and_runs(server):
+    r = server.submit({"wait": "true", "fields": "stdout,stderr,status"}, language_id=50,
+                      source_code='#include <stdio.h>\nint main(int c, char**v){fprintf(stderr,"E%s ", v[1]); '
+                                  'fflush(stderr); printf("O%d\\n", X); return 0;}',
+                      command_line_arguments="one two", compiler_options="-DX=7", redirect_stderr_to_stdout=True,
+                      number_of_runs=3)
+    # one stream holding both; the order between the two is not kept (they reach the runner by two pipes)
+    assert sorted(r.json()["stdout"].split()) == ["Eone", "O7"], r.json()
+    assert r.json()["stderr"] is None and r.json()["status"]["id"] == 3
+    py = server.submit(language_id=71, source_code="print(1)", compiler_options="-O")
+    assert py.status_code == 422 and "compiled languages" in py.json()["compiler_options"][0]
+
+
+def zip_of(entries):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items():
+            if isinstance(data, zipfile.ZipInfo):
+                z.writestr(data, b"/etc/passwd")
+            else:
+                z.writestr(name, data)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def test_additional_files_are_there_for_compile_and_run(server):
+    files = zip_of({"data.txt": "40 2\n", "inc/add.h": "#define ADD(a, b) ((a) + (b))\n"})
+    r = server.submit({"wait": "true"}, language_id=50, additional_files=files,
+                      source_code='#include <stdio.h>\n#include "inc/add.h"\nint main(){int a,b; FILE*f=fopen('
+                                  '"data.txt","r"); fscanf(f,"%d %d",&a,&b); printf("%d\\n", ADD(a,b));}')
+    assert r.status_code == 201 and r.json()["stdout"] == "42\n", r.json()
+
+
+# ------------------------------------------------------------------ bad input
+
+def test_malformed_json_and_wrong_types_name_the_field(server):
+    r = server.http.post("/submissions", content=b'{"language_id": 71, "source_code": ',
+                         headers={"content-type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]
+    r = server.submit(language_id=71, source_code="print(1)", memory_limit="lots", redirect_stderr_to_stdout="yes")
+    assert r.status_code == 422
+    assert r.json()["memory_limit"] == ["is not an integer"]
+    assert r.json()["redirect_stderr_to_stdout"] == ["must be true or false"]
+    r = server.submit(language_id=9999, source_code="x")
+    assert r.status_code == 422 and "9999" in r.json()["language_id"][0]
+    r = server.submit(language_id=71)
+    assert r.status_code == 422 and r.json()["source_code"] == ["can't be blank"]
+    r = server.http.post("/submissions", json=[1, 2])
+    assert r.status_code == 422 and "submission" in r.json()
+
+
+def test_limits_above_the_maxima_are_refused_naming_each(server):
+    r = server.submit(language_id=71, source_code="print(1)", cpu_time_limit=16, memory_limit=512001,
+                      wall_time_limit=0.5, max_processes_and_or_threads=121, number_of_runs=21, max_file_size=4097,
+                      stack_limit=128001, cpu_extra_time=6)
+    assert r.status_code == 422
+    errors = r.json()
+    assert "less than or equal to 15.0" in errors["cpu_time_limit"][0]
+    assert "less than or equal to 512000" in errors["memory_limit"][0]
+    assert "greater than or equal to 1" in errors["wall_time_limit"][0]
+    for field in ("max_processes_and_or_threads", "number_of_runs", "max_file_size", "stack_limit", "cpu_extra_time"):
+        assert "less than or equal to" in errors[field][0], field
+    r = server.submit(language_id=71, source_code="print(1)", enable_network=True)
+    assert r.status_code == 422 and "allow_enable_network" in r.json()["enable_network"][0]
+    r = server.submit(language_id=71, source_code="print(1)", callback_url="http://127.0.0.1:1/")
+    assert r.status_code == 422 and "callback_url" in r.json()
+
+
+def test_invalid_base64_is_refused(server):
+    r = server.submit({"base64_encoded": "true"}, language_id=71, source_code="not*base64!", stdin=b64("ok"))
+    assert r.status_code == 422 and "base64" in r.json()["source_code"][0] and "stdin" not in r.json()
+
+
+@pytest.mark.parametrize("entries,why", [
+    ({"../escape.txt": "x"}, "climbs out"),
+    ({"/abs.txt": "x"}, "relative"),
+    ({"a/../../b": "x"}, "climbs out"),
+    ({"link": "symlink"}, "symlinks are refused"),
+    ({"main.c": "int x;"}, "replace the submission's own"),
+    ({"big": "\0" * (10241 * 1024)}, "max_extract_size"),
+], ids=["dotdot", "absolute", "nested-dotdot", "symlink", "replaces-source", "bomb"])
+def test_a_hostile_zip_is_refused_and_writes_nothing_outside(server, entries, why):
+    if entries.get("link") == "symlink":
+        info = zipfile.ZipInfo("link")
+        info.external_attr = (0o120777 << 16)
+        entries = {"link": info}
+    before = set(os.listdir(server.data))
+    r = server.submit(language_id=50, source_code="int main(){}", additional_files=zip_of(entries))
+    assert r.status_code == 422, r.text
+    assert why in r.json()["additional_files"][0]
+    assert set(os.listdir(server.data)) == before
+    assert not os.path.exists(os.path.join(server.data, "db", "escape.txt"))
+    assert os.listdir(os.path.join(server.data, "db", "tmp")) == [] or \
+        all(n.startswith(("sandbox-", "submission-")) for n in os.listdir(os.path.join(server.data, "db", "tmp")))
+
+
+def test_a_body_over_the_limit_is_413_with_or_without_a_length(server):
+    big = json.dumps({"language_id": 71, "source_code": "#" * (2 << 20)}).encode()
+    r = server.http.post("/submissions", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "max_body_size" in r.json()["error"]
+
+    def chunks():
+        for i in range(0, len(big), 65536):
+            yield big[i:i + 65536]
+    r = server.http.post("/submissions", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_a_sandbox_failure_is_internal_error_with_the_reason(make_server, user):
+    data = _data_dir(user)
+    broken = write(os.path.join(data, "broken-run.yaml"),
+                   "extends: c-run\nbinds: [/nonexistent/sandbox-test-dir]\n", owner=user)
+    table = write(os.path.join(data, "languages.yaml"),
+                  "- {id: 50, name: C, source: main.c, compile: c-compile, artifact: main,\n"
+                  f"   run: {{profile: {broken}, argv: [/box/main]}}}}\n", owner=user)
+    s = make_server("--languages", table, data=data)
+    r = s.submit({"wait": "true", "fields": "status,message"}, language_id=50, source_code="int main(){}")
+    assert r.status_code == 201
+    assert r.json()["status"]["id"] == 13 and "/nonexistent/sandbox-test-dir" in r.json()["message"], r.json()
+    assert "Traceback" not in s.log()
+
+
+# ------------------------------------------------------------------ the server itself
+
+def test_a_server_killed_mid_queue_loses_nothing(make_server, user):
+    """SIGKILL while one submission runs and others wait; a restart on the same database runs each."""
+    s = make_server(workers=1)
+    burn = "import time\nwhile time.process_time() < 0.3: pass\nprint(input())\n"
+    body = {"submissions": [{"language_id": 71, "source_code": burn, "stdin": f"n{i}"} for i in range(6)]}
+    tokens = [a["token"] for a in s.http.post("/submissions/batch", json=body).json()]
+    deadline = time.monotonic() + 60
+    while s.http.get(f"/submissions/{tokens[0]}").json()["status"]["id"] != 2:
+        assert time.monotonic() < deadline, s.log()
+        time.sleep(0.02)
+    s.kill(signal.SIGKILL)
+    s.start()
+    for i, t in enumerate(tokens):
+        sub = s.judged(t)
+        assert sub["status"]["id"] == 3 and sub["stdout"] == f"n{i}\n", sub
+    log = s.log()
+    assert all(f"token={t}" in log for t in tokens)
+    assert f"token={tokens[0]} kind=judge0 language=71 status=3" in log
+
+
+def test_a_full_queue_answers_503_with_retry_after(make_server):
+    s = make_server("--max-queue", "2", workers=1)
+    burn = "import time\nwhile time.process_time() < 0.5: pass\n"
+    codes = [s.submit(language_id=71, source_code=burn) for _ in range(5)]
+    full = [r for r in codes if r.status_code == 503]
+    assert full, [r.status_code for r in codes]
+    assert full[0].json()["error"] == "queue is full" and int(full[0].headers["retry-after"]) >= 1
+    for r in codes:
+        if r.status_code == 201:
+            assert s.judged(r.json()["token"])["status"]["id"] == 3
+
+
+def test_a_token_is_required_when_set_and_the_sdk_sends_it(make_server):
+    s = make_server("--auth-token", "s3cret")
+    assert s.http.get("/languages").status_code == 401
+    assert s.http.get("/languages", headers={"X-Auth-Token": "wrong"}).status_code == 401
+    assert s.http.get("/languages", headers={"X-Auth-Token": "s3cret"}).status_code == 200
+    assert s.http.get("/languages", params={"X-Auth-Token": "s3cret"}).status_code == 200
+    assert s.http.post("/authenticate", headers={"X-Auth-Token": "wrong"}).status_code == 401
+    assert s.http.get("/api/v1/health").status_code == 200
+    import judge0
+    client = sdk_client(s, {"X-Auth-Token": "s3cret"})
+    assert judge0.run(source_code="print(7)", language=71, client=client).stdout == "7\n"
+
+
+def test_non_loopback_without_a_token_is_refused(user):
+    r = user.run([SANDBOX, "serve", "--host", "0.0.0.0", "--port", str(free_port())], timeout=60)
+    assert r.returncode == 125
+    err = r.stderr.decode()
+    assert "refusing to listen on 0.0.0.0 without a token" in err and "--auth-token" in err
+    assert "Traceback" not in err
+
+
+def test_serve_without_the_extra_says_how_to_get_it(user):
+    code = ("import sys; sys.modules['fastapi'] = None\nfrom sandbox.cli import main\n"
+            "sys.exit(main(['serve']))")
+    r = user.run([sys.executable, "-c", code], timeout=60)
+    assert r.returncode == 125
+    assert "pip install 'sandbox[service]'" in r.stderr.decode() and "Traceback" not in r.stderr.decode()
+
+
+def test_the_service_writes_only_its_data_directory(server):
+    """After its runs the data directory holds the database and an empty scratch directory."""
+    for t in [server.submit(language_id=50, source_code=C_AB, stdin="1 2").json()["token"]]:
+        server.judged(t)
+    deadline = time.monotonic() + 10
+    while server.http.get("/workers").json()[0]["working"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    db = os.path.join(server.data, "db")
+    assert set(os.listdir(db)) <= {"submissions.sqlite3", "submissions.sqlite3-wal", "submissions.sqlite3-shm", "tmp"}
+    if not server.http.get("/workers").json()[0]["working"]:
+        assert os.listdir(os.path.join(db, "tmp")) == []
+    with open(os.path.join(db, "submissions.sqlite3"), "rb") as f:
+        assert f.read(16) == b"SQLite format 3\0"
+    import sqlite3
+    con = sqlite3.connect(f"file:{os.path.join(db, 'submissions.sqlite3')}?mode=ro", uri=True)
+    try:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        con.close()

@@ -636,3 +636,73 @@ def test_the_service_writes_only_its_data_directory(server):
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         con.close()
+
+
+# ------------------------------------------------------------------ /api/v1
+
+def test_api_run_returns_the_full_report(server):
+    from sandbox.report import FIELDS
+    r = server.http.post("/api/v1/run", json={"profile": "shell", "argv": ["sh", "-c", "cat /box/in.txt; read x; echo $x"],
+                                              "stdin": "typed\n", "files_in": {"/box/in.txt": b64("given\n")},
+                                              "limits": {"cpu_time": "1s", "memory": "64M"}})
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert set(FIELDS) <= set(report)
+    assert report["status"] == "OK" and report["stdout"] == "given\ntyped\n" and report["profile"] == "shell"
+    assert report["limits"]["cpu_time"]["value"] == 1.0
+    compiled = server.http.post("/api/v1/run", json={"language": "cpp", "source": CPP_AB, "stdin": "5 6"}).json()
+    assert compiled["status"] == "OK" and compiled["stdout"] == "11\n" and compiled["compile"]["status"] == "OK"
+    ce = server.http.post("/api/v1/run", json={"language": 50, "source": "int main( {"}).json()
+    assert ce["status"] == "CE" and "error" in ce["compile"]["stderr"]
+
+
+def test_api_run_refuses_what_it_cannot_do_naming_the_field(server):
+    cases = [({"profile": "../../etc/x", "argv": ["true"]}, "profile"),
+             ({"profile": "shel", "argv": ["true"]}, "profile"),
+             ({"profile": "shell"}, "argv"),
+             ({"language": "cobol", "source": "x"}, "language"),
+             ({"profile": "shell", "argv": ["true"], "limits": {"memory": "100G"}}, "limits.memory"),
+             ({"profile": "shell", "argv": ["true"], "limits": {"cpu_time": "lots"}}, "limits.cpu_time"),
+             ({"profile": "shell", "argv": ["true"], "stdin_base64": "***"}, "stdin_base64")]
+    for body, field in cases:
+        r = server.http.post("/api/v1/run", json=body)
+        assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
+    assert "shell" in server.http.post("/api/v1/run", json=cases[1][0]).json()["fix"]
+    r = server.http.post("/api/v1/run", json={"profile": "shell", "argv": ["true"], "limit": {}})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "limit"]
+
+
+def test_api_submissions_check_each_test_with_the_chosen_checker(server):
+    sqrt = "import math\nprint(math.sqrt(float(input())))\n"
+    body = {"language": "python", "source": sqrt, "wait": True,
+            "checker": {"type": "float", "abs": 1e-6, "rel": 1e-6},
+            "tests": [{"stdin": "2", "expected": "1.4142136"}, {"stdin": "9", "expected": "3"},
+                      {"stdin": "10", "expected": "3.2"}]}
+    r = server.http.post("/api/v1/submissions", json=body)
+    assert r.status_code == 201, r.text
+    done = r.json()
+    assert [t["verdict"] for t in done["tests"]] == ["AC", "AC", "WA"] and done["verdict"] == "WA"
+    assert done["tests"][0]["report"]["stdout"].startswith("1.414213")
+    assert server.http.get(f"/api/v1/submissions/{done['id']}").json()["verdict"] == "WA"
+    queued = server.http.post("/api/v1/submissions", json=dict(body, wait=False, checker={"type": "tokens"},
+                                                               tests=[{"stdin": "4", "expected": "2.0"}])).json()
+    deadline = time.monotonic() + 60
+    while (got := server.http.get(f"/api/v1/submissions/{queued['id']}").json())["state"] != "done":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert got["verdict"] == "AC"
+    for kind, out, ok in (("exact", "2.0\n", True), ("exact", "2.0", False), ("lines", "2.0  \n\n", True)):
+        from sandbox.service.native import check
+        assert check(kind, out, "2.0\n") is ok, (kind, out)
+    tle = server.http.post("/api/v1/submissions", json={"language": "c", "wait": True, "source": C_CASES["TLE"][0],
+                                                        "limits": {"cpu_time": 0.3},
+                                                        "tests": [{"stdin": "", "expected": ""}]}).json()
+    assert tle["verdict"] == "TLE" and tle["tests"][0]["report"]["limit_hit"] == "cpu_time"
+    ce = server.http.post("/api/v1/submissions", json={"language": "c", "wait": True, "source": "int main( {",
+                                                       "tests": [{"stdin": "", "expected": ""}]}).json()
+    assert ce["verdict"] == "CE" and ce["tests"] == []
+
+
+def test_api_health(server):
+    h = server.http.get("/api/v1/health").json()
+    assert h["status"] == "ok" and h["workers"] == 2 and h["queue"] >= 0 and "done" in h["submissions"]

@@ -497,7 +497,7 @@ def test_limits_above_the_maxima_are_refused_naming_each(server):
     r = server.submit(language_id=71, source_code="print(1)", enable_network=True)
     assert r.status_code == 422 and "allow_enable_network" in r.json()["enable_network"][0]
     r = server.submit(language_id=71, source_code="print(1)", callback_url="http://127.0.0.1:1/")
-    assert r.status_code == 422 and "callback_url" in r.json()
+    assert r.status_code == 422 and "--allow-callback" in r.json()["callback_url"][0]
 
 
 def test_invalid_base64_is_refused(server):
@@ -706,3 +706,70 @@ def test_api_submissions_check_each_test_with_the_chosen_checker(server):
 def test_api_health(server):
     h = server.http.get("/api/v1/health").json()
     assert h["status"] == "ok" and h["workers"] == 2 and h["queue"] >= 0 and "done" in h["submissions"]
+
+
+def test_callbacks_go_only_to_allowed_hosts(make_server):
+    """callback_url: a PUT of the finished submission (default fields, base64) to an allowed host;
+    any other host, and a server without --allow-callback, refuse it at submission."""
+    import http.server
+    import threading
+    got = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):
+            got.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        s = make_server("--allow-callback", "127.0.0.1")
+        assert s.http.get("/config_info").json()["enable_callbacks"] is True
+        url = f"http://127.0.0.1:{receiver.server_port}/done"
+        token = s.submit(language_id=71, source_code="print('called')", callback_url=url).json()["token"]
+        s.judged(token)
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        path, body = got[0]
+        assert path == "/done" and body["token"] == token and body["status"]["id"] == 3
+        assert base64.b64decode(body["stdout"]) == b"called\n"
+        other = s.submit(language_id=71, source_code="print(1)", callback_url="http://localhost.example:9/x")
+        assert other.status_code == 422 and "not one this server calls back" in other.json()["callback_url"][0]
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+def test_api_checker_programs_and_interactors_run_in_their_own_sandboxes(server):
+    checker = ("import sys\ninp, out, ans = (open(p).read() for p in sys.argv[1:4])\n"
+               "n = int(inp)\nsys.exit(0 if sorted(map(int, out.split())) == [1, n] else 1)\n")
+    body = {"language": "c", "wait": True, "source": '#include <stdio.h>\nint main(){int n; scanf("%d",&n); '
+            'if (n == 7) printf("%d 1\\n", n); else printf("1 %d\\n", n + (n == 5));}',
+            "checker": {"type": "program", "program": {"language": "python", "source": checker}},
+            "tests": [{"stdin": "7"}, {"stdin": "3"}, {"stdin": "5"}]}
+    done = server.http.post("/api/v1/submissions", json=body).json()
+    assert [t["verdict"] for t in done["tests"]] == ["AC", "AC", "WA"], done
+    assert done["tests"][2]["checker"]["exit_code"] == 1
+    broken = server.http.post("/api/v1/submissions", json=dict(body, checker={
+        "type": "program", "program": {"language": "c", "source": "int main( {"}})).json()
+    assert broken["verdict"] == "XX" and broken["message"] == "the checker did not compile"
+    interactor = ("import sys\nsecret = int(open(sys.argv[1]).read())\n"
+                  "for _ in range(20):\n    g = int(input())\n"
+                  "    if g == secret:\n        print('=', flush=True)\n        sys.exit(0)\n"
+                  "    print('<' if g < secret else '>', flush=True)\nsys.exit(1)\n")
+    guess = ("lo, hi = 1, 100\nwhile True:\n    m = (lo + hi) // 2\n    print(m, flush=True)\n    r = input()\n"
+             "    if r == '=':\n        break\n    lo, hi = (m + 1, hi) if r == '<' else (lo, m - 1)\n")
+    done = server.http.post("/api/v1/submissions", json={
+        "language": "python", "source": guess, "wait": True, "interactor": {"language": "python", "source": interactor},
+        "tests": [{"stdin": "1"}, {"stdin": "64"}, {"stdin": "100"}]}).json()
+    assert [t["verdict"] for t in done["tests"]] == ["AC", "AC", "AC"], done
+    idle = server.http.post("/api/v1/submissions", json={
+        "language": "python", "source": "import time\ntime.sleep(30)", "wait": True, "limits": {"wall_time": 1},
+        "interactor": {"language": "python", "source": interactor}, "tests": [{"stdin": "5"}]}).json()
+    assert idle["verdict"] == "TLE", idle

@@ -157,7 +157,7 @@ def routes_judge0(app, state):
                            {"Retry-After": retry})
 
     def parse(body, encoded):
-        return judge0.parse(body, encoded, cfg, langs, state.scratch)
+        return judge0.parse(body, encoded, cfg, langs, state.scratch, state.settings.allow_callback)
 
     @app.get("/", include_in_schema=False)
     async def home():

@@ -29,6 +29,9 @@ def parse(argv):
                     "default 100, Judge0's)")
     ap.add_argument("--config", default=None, help="YAML file of config_info keys (defaults and maxima) and "
                     "max_body_size")
+    ap.add_argument("--allow-callback", action="append", default=[], metavar="HOST",
+                    help="let callback_url PUT finished submissions to HOST (repeatable; off by default: a callback "
+                         "is a request this server makes for a client)")
     ap.add_argument("--log-json", action="store_true", help="one JSON object per submission on stderr")
     return ap.parse_args(argv)
 
@@ -55,9 +58,10 @@ def serve(args):
             raise UsageError(f"{name} must be at least 1, not {value}", name, f"give {name} 1 or more")
     settings = Settings(host=args.host, port=args.port, workers=args.workers, database=args.database,
                         auth_token=args.auth_token, languages=args.languages, max_queue=args.max_queue,
-                        log_json=args.log_json, overrides=load_overrides(args.config) if args.config else None)
+                        log_json=args.log_json, allow_callback=args.allow_callback, overrides=load_overrides(args.config) if args.config else None)
     import uvicorn
     from . import app as app_mod, judge0, languages, native
+    from .callbacks import Sender
     from .storage import Storage
     from .workers import Pool
     try:
@@ -75,9 +79,16 @@ def serve(args):
     def internal(kind, reason):
         return judge0.internal_error(reason) if kind == "judge0" else native.internal(reason)
 
+    sender = Sender(cfg["callbacks_max_tries"], cfg["callbacks_timeout"]) if settings.allow_callback else None
+
+    def finished(row):
+        """Judge0's callback: the default fields, base64, PUT to the submission's callback_url."""
+        if sender and row["kind"] == "judge0" and row["request"].get("callback_url"):
+            sender.send(row["request"]["callback_url"], judge0.render(row, judge0.DEFAULT_FIELDS, True, table))
+
     pool = Pool(storage, {"judge0": lambda req: judge0.process(req, table, cfg),
                           "native": lambda req: native.process(req, table), "internal": internal},
-                settings.workers, settings.log_json)
+                settings.workers, settings.log_json, finished)
     state = app_mod.State(settings, storage, table, pool, scratch)
     application = app_mod.create(state)
     pool.start()
@@ -91,6 +102,8 @@ def serve(args):
         server.run()
     finally:
         pool.stop()
+        if sender:
+            sender.stop()
         storage.close()
     return 0
 

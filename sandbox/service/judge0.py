@@ -102,7 +102,7 @@ def _flag(value, field, errors):
     return value
 
 
-def parse(body, encoded, cfg, languages, scratch):
+def parse(body, encoded, cfg, languages, scratch, callback_hosts=()):
     """A client's submission -> the request we store (texts as base64, every limit filled in).
     Raises Invalid with every problem found, each under its field's name."""
     if not isinstance(body, dict):
@@ -158,8 +158,10 @@ def parse(body, encoded, cfg, languages, scratch):
                                                          "compiled languages")
     req["callback_url"] = body.get("callback_url")
     if req["callback_url"] is not None:
-        errors.setdefault("callback_url", []).append("callbacks are not enabled on this server "
-                                                     "(enable_callbacks is false); poll GET /submissions/{token}")
+        from .callbacks import check
+        wrong = check(req["callback_url"], callback_hosts if cfg["enable_callbacks"] else ())
+        if wrong:
+            errors.setdefault("callback_url", []).append(wrong)
     req["additional_files"] = _additional_files(body.get("additional_files"), cfg, languages.get(lang_id),
                                                 scratch, errors)
     if errors:

@@ -52,13 +52,20 @@ class RunRequest(Strict):
 
 class Test(Strict):
     stdin: str = ""
-    expected: str
+    expected: str = ""
+
+
+class Program(Strict):
+    language: str | int
+    source: str
 
 
 class Checker(Strict):
-    type: Literal["exact", "tokens", "lines", "float"] = "tokens"
+    type: Literal["exact", "tokens", "lines", "float", "program"] = "tokens"
     abs: float = Field(1e-9, description="float: the absolute error allowed")
     rel: float = Field(1e-9, description="float: the relative error allowed")
+    program: Program | None = Field(None, description="program: run as `checker /box/input /box/output "
+                                    "/box/answer` in its own sandbox; exit 0 AC, 1 WA, anything else XX")
 
 
 class SubmissionRequest(Strict):
@@ -66,6 +73,8 @@ class SubmissionRequest(Strict):
     source: str
     tests: list[Test] = Field(min_length=1, max_length=100)
     checker: Checker = Checker()
+    interactor: Program | None = Field(None, description="interactive: run with the test's stdin as /box/input, "
+                                       "its stdout the solution's stdin and the other way round; exit 0 AC, 1 WA")
     limits: Limits = Limits()
     wait: bool = False
 
@@ -203,8 +212,18 @@ def routes(app, state):
     async def submit(req: SubmissionRequest):
         """Compile once, run every test, check each output: per-test verdicts with full reports."""
         lang = language(req.language)
+        if (req.checker.type == "program") != (req.checker.program is not None):
+            raise invalid("checker.program", "a checker of type program needs its program, and only it")
+        for field, program in (("checker.program", req.checker.program), ("interactor", req.interactor)):
+            if program is not None:
+                language(program.language, f"{field}.language")
         stored = {"language": lang.id, "source": req.source, "tests": [t.model_dump() for t in req.tests],
-                  "checker": req.checker.model_dump(), "limits": limits_of(req.limits)}
+                  "checker": req.checker.model_dump(), "limits": limits_of(req.limits),
+                  "interactor": req.interactor.model_dump() if req.interactor else None}
+        if stored["checker"]["program"]:
+            stored["checker"]["program"]["language"] = language(req.checker.program.language).id
+        if stored["interactor"]:
+            stored["interactor"]["language"] = language(req.interactor.language).id
         if state.pool.pending() + 1 > cfg["max_queue_size"]:
             raise ApiError(503, {"error": "queue is full"}, {"Retry-After": "1"})
         token = str(uuid.uuid4())
@@ -234,25 +253,84 @@ def view(row):
                  "finished_at": row["finished_at"]}, **(row["result"] or {}))
 
 
+# A checker or an interactor is trusted no more than the solution: each runs in its own sandbox,
+# under these limits, and only its exit code is believed.
+HELPER_LIMITS = {"cpu_time": 10, "wall_time": 20, "memory": 512 << 20}
+
+
 def process(req, languages):
     """A stored /api/v1 submission -> its verdicts (run by a worker)."""
     lang = languages[req["language"]]
-    art, compiled = execute.compile(lang, req["source"].encode(), req["limits"]["memory"] // 1024)
-    result = {"compile": report(compiled)}
-    if art is None:
-        return dict(result, verdict="CE" if compiled.status in ("OK", "RE") else VERDICT[compiled.status], tests=[])
-    tests, ck = [], req["checker"]
-    with art:
-        for test in req["tests"]:
-            r = execute.run(art, test["stdin"].encode(), req["limits"])
-            verdict = VERDICT[r.status]
-            if verdict == "AC" and not check(ck["type"], (r.stdout or b"").decode("utf-8", "replace"),
-                                             test["expected"], ck["abs"], ck["rel"]):
-                verdict = "WA"
-            tests.append({"verdict": verdict, "report": report(r)})
-    result["tests"] = tests
-    result["verdict"] = next((t["verdict"] for t in tests if t["verdict"] != "AC"), "AC")
-    return result
+    helpers, opened = {}, []
+    try:
+        for role, program in (("checker", req["checker"].get("program")), ("interactor", req.get("interactor"))):
+            if program:
+                args = ["/box/input", "/box/output", "/box/answer"] if role == "checker" else ["/box/input"]
+                art, compiled = execute.compile(languages[program["language"]], program["source"].encode(),
+                                                HELPER_LIMITS["memory"] // 1024, args=args)
+                if art is None:
+                    return {"verdict": "XX", "message": f"the {role} did not compile", role: report(compiled),
+                            "tests": []}
+                opened.append(art)
+                helpers[role] = (art, languages[program["language"]])
+        art, compiled = execute.compile(lang, req["source"].encode(), req["limits"]["memory"] // 1024)
+        result = {"compile": report(compiled)}
+        if art is None:
+            return dict(result, verdict="CE" if compiled.status in ("OK", "RE") else VERDICT[compiled.status],
+                        tests=[])
+        opened.append(art)
+        result["tests"] = [_test(art, test, req, helpers) for test in req["tests"]]
+        result["verdict"] = next((t["verdict"] for t in result["tests"] if t["verdict"] != "AC"), "AC")
+        return result
+    finally:
+        for a in opened:
+            a.close()
+
+
+def _test(art, test, req, helpers):
+    import tempfile
+    import sandbox
+    from sandbox import judge
+    with tempfile.TemporaryDirectory() as tmp:
+        files = _files(tmp, input=test["stdin"].encode(), answer=test["expected"].encode())
+        if "interactor" in helpers:
+            inter, inter_lang = helpers["interactor"]
+            sol, it, verdict = judge.interact(
+                art, inter.lang.run_argv, interactor_profile=inter_lang.run_profile,
+                interactor_files={f"/box/{inter.lang.artifact}": inter.path, "/box/input": files["/box/input"]},
+                solution_limits=req["limits"], interactor_limits=dict(HELPER_LIMITS, wall_time=max(
+                    HELPER_LIMITS["wall_time"], 2 * req["limits"]["wall_time"])))
+            return {"verdict": verdict, "report": report(sol), "interactor": report(it)}
+        r = execute.run(art, test["stdin"].encode(), req["limits"])
+        verdict = VERDICT[r.status]
+        out = {"verdict": verdict, "report": report(r)}
+        if verdict != "AC":
+            return out
+        ck = req["checker"]
+        if "checker" in helpers:
+            checker, _ = helpers["checker"]
+            files.update(_files(tmp, output=r.stdout or b""))
+            c = sandbox.execute(checker.plan(HELPER_LIMITS, files))
+            out["checker"] = report(c)
+            out["verdict"] = "AC" if c.status == "OK" else "WA" if c.status == "RE" and c.exit_code == 1 else "XX"
+        elif not check(ck["type"], (r.stdout or b"").decode("utf-8", "replace"), test["expected"], ck["abs"],
+                       ck["rel"]):
+            out["verdict"] = "WA"
+        return out
+
+
+def _files(tmp, **contents):
+    """Files for a helper's sandbox: {"/box/NAME": host path}, readable by the sandbox's user."""
+    import os
+    os.chmod(tmp, 0o755)
+    paths = {}
+    for name, data in contents.items():
+        path = os.path.join(tmp, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o644)
+        paths[f"/box/{name}"] = path
+    return paths
 
 
 def internal(reason):

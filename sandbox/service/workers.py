@@ -27,9 +27,11 @@ def now():
 
 
 class Pool:
-    def __init__(self, storage, handlers, count, log_json=False):
-        """handlers: {kind: fn(request) -> result dict}; a handler that raises gives `internal(kind, e)`."""
+    def __init__(self, storage, handlers, count, log_json=False, finished=None):
+        """handlers: {kind: fn(request) -> result dict}; a handler that raises gives `internal(kind, e)`.
+        finished(row): called with each stored result (the callbacks)."""
         self.storage, self.handlers, self.count, self.log_json = storage, handlers, count, log_json
+        self.finished = finished
         self.queue = queue.Queue()
         self.busy = 0
         self._lock = threading.Lock()
@@ -108,6 +110,8 @@ class Pool:
         self.storage.finish(token, result, now())
         self._log(row, result, time.monotonic() - started)
         self._notify(token)
+        if self.finished:
+            self.finished(self.storage.get(token))
 
     def _notify(self, token):
         with self._lock:

@@ -773,3 +773,20 @@ def test_api_checker_programs_and_interactors_run_in_their_own_sandboxes(server)
         "language": "python", "source": "import time\ntime.sleep(30)", "wait": True, "limits": {"wall_time": 1},
         "interactor": {"language": "python", "source": interactor}, "tests": [{"stdin": "5"}]}).json()
     assert idle["verdict"] == "TLE", idle
+
+
+def test_sigterm_stops_promptly_and_leaves_the_queue_for_the_next_start(make_server):
+    """A stopped server finishes the submission it is on and starts no other: the rest stay queued
+    in the database and run after the next start."""
+    s = make_server(workers=1)
+    burn = "import time\nwhile time.process_time() < 0.3: pass\nprint('done')\n"
+    tokens = [a["token"] for a in s.http.post("/submissions/batch", json={"submissions": [
+        {"language_id": 71, "source_code": burn} for _ in range(8)]}).json()]
+    while s.http.get(f"/submissions/{tokens[0]}").json()["status"]["id"] == 1:
+        time.sleep(0.02)
+    s.kill(signal.SIGTERM)
+    assert s.proc.returncode == 0, s.log()
+    assert "Traceback" not in s.log()
+    s.start()
+    assert s.http.get(f"/submissions/{tokens[-1]}").json()["status"]["id"] in (1, 2)   # not judged while stopped
+    assert all(s.judged(t)["stdout"] == "done\n" for t in tokens)

@@ -6,6 +6,7 @@ run code here, so that is refused before anything starts.
 """
 import argparse
 import os
+import signal
 import sys
 import tempfile
 
@@ -98,14 +99,26 @@ def serve(args):
     config = uvicorn.Config(application, host=args.host, port=args.port, log_level="warning", access_log=False,
                             lifespan="off")
     server = uvicorn.Server(config)
+    # uvicorn stops on SIGTERM/SIGINT, then raises the signal again under the handler it found at
+    # start; with ours there, that ends server.run() instead of the process, so the workers finish
+    # the submission they are on and the queue stays in the database.
+    signals = []
+
+    def stop(sig, frame):
+        signals.append(sig)
+        server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
     try:
         server.run()
     finally:
-        pool.stop()
+        stopped = pool.stop()
         if sender:
             sender.stop()
-        storage.close()
-    return 0
+        if stopped:             # else a worker still writes; the process ends and SQLite's WAL keeps it whole
+            storage.close()
+    return 130 if signal.SIGINT in signals else 0
 
 
 def _url_host(host):

@@ -279,8 +279,7 @@ def _runs(art, req, compile_output, ws):
             "time": f"{sum(x.cpu_time_s for x in runs) / n:.3f}",
             "wall_time": f"{sum(x.wall_time_s for x in runs) / n:.3f}",
             "memory": sum(x.memory_peak_bytes for x in runs) // n // 1024,
-            "exit_code": r.exit_code if r.exit_code is not None else 0, "exit_signal": r.signal,
-            "report": r.to_dict()}
+            "exit_code": r.exit_code if r.exit_code is not None else 0, "exit_signal": r.signal}
 
 
 def _empty():

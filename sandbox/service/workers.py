@@ -37,6 +37,7 @@ class Pool:
         self._lock = threading.Lock()
         self._waiters = {}          # token -> [callback]: wait=true requests
         self._threads = []
+        self._stopping = threading.Event()
         self.failed = 0
 
     def start(self):
@@ -47,11 +48,16 @@ class Pool:
             t.start()
             self._threads.append(t)
 
-    def stop(self):
+    def stop(self, timeout=30):
+        """Let each worker finish the submission it is on, and start no other: what is still queued
+        stays queued in the database for the next start.  True if every worker has stopped."""
+        self._stopping.set()
         for _ in self._threads:
             self.queue.put(None)
+        deadline = time.monotonic() + timeout
         for t in self._threads:
-            t.join(timeout=30)
+            t.join(timeout=max(0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
     def pending(self):
         return self.queue.qsize()
@@ -72,7 +78,7 @@ class Pool:
     def _work(self):
         while True:
             item = self.queue.get()
-            if item is None:
+            if item is None or self._stopping.is_set():
                 return
             with self._lock:
                 self.busy += 1

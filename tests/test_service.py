@@ -577,15 +577,18 @@ def test_a_server_killed_mid_queue_loses_nothing(make_server, user):
 
 
 def test_a_full_queue_answers_503_with_retry_after(make_server):
-    s = make_server("--max-queue", "2", workers=1)
+    s = make_server("--max-queue", "2", "--log-json", workers=1)
     burn = "import time\nwhile time.process_time() < 0.5: pass\n"
     codes = [s.submit(language_id=71, source_code=burn) for _ in range(5)]
     full = [r for r in codes if r.status_code == 503]
     assert full, [r.status_code for r in codes]
     assert full[0].json()["error"] == "queue is full" and int(full[0].headers["retry-after"]) >= 1
-    for r in codes:
-        if r.status_code == 201:
-            assert s.judged(r.json()["token"])["status"]["id"] == 3
+    accepted = [r.json()["token"] for r in codes if r.status_code == 201]
+    for t in accepted:
+        assert s.judged(t)["status"]["id"] == 3
+    lines = [json.loads(line) for line in s.log().splitlines() if line.startswith("{")]
+    assert {line["token"] for line in lines} == set(accepted)
+    assert all(line["status"] == 3 and line["language"] == 71 and float(line["time"]) >= 0.5 for line in lines)
 
 
 def test_a_token_is_required_when_set_and_the_sdk_sends_it(make_server):

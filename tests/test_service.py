@@ -475,6 +475,11 @@ def test_malformed_json_and_wrong_types_name_the_field(server):
     assert r.status_code == 422
     assert r.json()["memory_limit"] == ["is not an integer"]
     assert r.json()["redirect_stderr_to_stdout"] == ["must be true or false"]
+    r = server.http.post("/submissions", content=b'{"language_id": 71, "source_code": "print(1)", '
+                         b'"cpu_time_limit": NaN, "wall_time_limit": "Infinity"}',
+                         headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json() == {"cpu_time_limit": ["is not a number"], "wall_time_limit": ["is not a number"]}
     r = server.submit(language_id=9999, source_code="x")
     assert r.status_code == 422 and "9999" in r.json()["language_id"][0]
     r = server.submit(language_id=71)
@@ -666,6 +671,8 @@ def test_api_run_refuses_what_it_cannot_do_naming_the_field(server):
              ({"language": "cobol", "source": "x"}, "language"),
              ({"profile": "shell", "argv": ["true"], "limits": {"memory": "100G"}}, "limits.memory"),
              ({"profile": "shell", "argv": ["true"], "limits": {"cpu_time": "lots"}}, "limits.cpu_time"),
+             ({"profile": "shell", "argv": ["true"], "limits": {"processes": 0}}, "limits.processes"),
+             ({"language": "c", "source": "int main(){}", "limits": {"wall_time": -1}}, "limits.wall_time"),
              ({"profile": "shell", "argv": ["true"], "stdin_base64": "***"}, "stdin_base64")]
     for body, field in cases:
         r = server.http.post("/api/v1/run", json=body)

@@ -11,6 +11,7 @@ are thin layers over the public judging API (`sandbox.run`, `sandbox.judge`):
     execute.py    one submission: compile once, run, measure (no HTTP, no SQL)
     judge0.py     Judge0's request fields, validation, status ids and response shape
     workers.py    the queue and the worker threads; recovery after a crash
+    callbacks.py  callback_url: the PUT of a finished submission, to allowed hosts only
     app.py        the HTTP application (routes of both surfaces)
     native.py     the /api/v1 routes
     cli.py        `sandbox serve` options -> a running server

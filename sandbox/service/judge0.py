@@ -8,6 +8,7 @@ message "Memory limit exceeded" (the workaround its users already use).
 """
 import base64
 import binascii
+import math
 import shlex
 import tempfile
 
@@ -87,7 +88,8 @@ def _number(value, kind, field, errors):
             value = kind(value)
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (kind is int and value != int(value)):      # NaN would pass every range check
         errors.setdefault(field, []).append(f"is not {'an integer' if kind is int else 'a number'}")
         return None
     return kind(value)

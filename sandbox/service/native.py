@@ -145,8 +145,12 @@ def routes(app, state):
                 "open_files": 1024}
         for key, value in given.items():
             try:
-                n = value if key in ("processes", "open_files") else \
-                    parse_duration(value) if key.endswith("time") else parse_size(value)
+                if key in ("processes", "open_files"):
+                    if value < 1:
+                        raise ValueError(f"{key} must be at least 1")
+                    n = value
+                else:
+                    n = parse_duration(value) if key.endswith("time") else parse_size(value)
             except ValueError as e:
                 raise invalid(f"limits.{key}", str(e)) from None
             if n is None or n > caps[key]:

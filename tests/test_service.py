@@ -800,3 +800,32 @@ def test_sigterm_stops_promptly_and_leaves_the_queue_for_the_next_start(make_ser
     s.start()
     assert s.http.get(f"/submissions/{tokens[-1]}").json()["status"]["id"] in (1, 2)   # not judged while stopped
     assert all(s.judged(t)["stdout"] == "done\n" for t in tokens)
+
+
+@pytest.mark.parametrize("files,options,what", [
+    ({}, ["--workers", "0"], "--workers must be at least 1"),
+    ({"l.yaml": "- {id: 50, name: C}\n"}, ["--languages", "{d}/l.yaml"], "missing key 'source'"),
+    ({"l.yaml": "- {id: 50, name: C, source: a.c, compile: c-compile, artifact: a, run: {profile: c-run, "
+                "argv: [/box/a]}, extra: 1}\n"}, ["--languages", "{d}/l.yaml"], "unknown key 'extra'"),
+    ({"c.yaml": "max_queue_sise: 5\n"}, ["--config", "{d}/c.yaml"], "did you mean 'max_queue_size'?"),
+    ({"c.yaml": "max_queue_size: many\n"}, ["--config", "{d}/c.yaml"], "max_queue_size must be int"),
+], ids=["workers", "languages-missing-key", "languages-unknown-key", "config-typo", "config-type"])
+def test_bad_serve_options_exit_125_saying_what_and_where(user, box, files, options, what):
+    for name, text in files.items():
+        write(os.path.join(box, name), text, owner=user)
+    options = [o.replace("{d}", box) for o in options]
+    r = user.run([SANDBOX, "serve", "--port", str(free_port()), "--database", f"{box}/db/s.sqlite3", *options],
+                 timeout=60)
+    err = r.stderr.decode()
+    assert r.returncode == 125 and what in err and "Traceback" not in err, err
+
+
+def test_unknown_language_ids_and_bad_paging_are_4xx(server):
+    assert server.http.get("/languages/9999").status_code == 404
+    assert server.http.get("/languages/abc").status_code == 404
+    r = server.http.get("/submissions", params={"page": "0"})
+    assert r.status_code == 400 and "page" in r.json()["error"]
+    r = server.http.get("/submissions/batch")
+    assert r.status_code == 400 and "tokens" in r.json()["fix"]
+    r = server.http.post("/submissions/batch", json={"submissions": [{"language_id": 71, "source_code": "1"}] * 21})
+    assert r.status_code == 422 and "max_submission_batch_size" in r.json()["submissions"][0]

@@ -804,18 +804,25 @@ def test_sigterm_stops_promptly_and_leaves_the_queue_for_the_next_start(make_ser
 
 @pytest.mark.parametrize("files,options,what", [
     ({}, ["--workers", "0"], "--workers must be at least 1"),
+    ({}, ["--port", "{busy}"], "cannot listen on 127.0.0.1:"),
     ({"l.yaml": "- {id: 50, name: C}\n"}, ["--languages", "{d}/l.yaml"], "missing key 'source'"),
     ({"l.yaml": "- {id: 50, name: C, source: a.c, compile: c-compile, artifact: a, run: {profile: c-run, "
                 "argv: [/box/a]}, extra: 1}\n"}, ["--languages", "{d}/l.yaml"], "unknown key 'extra'"),
     ({"c.yaml": "max_queue_sise: 5\n"}, ["--config", "{d}/c.yaml"], "did you mean 'max_queue_size'?"),
     ({"c.yaml": "max_queue_size: many\n"}, ["--config", "{d}/c.yaml"], "max_queue_size must be int"),
-], ids=["workers", "languages-missing-key", "languages-unknown-key", "config-typo", "config-type"])
+], ids=["workers", "port-in-use", "languages-missing-key", "languages-unknown-key", "config-typo", "config-type"])
 def test_bad_serve_options_exit_125_saying_what_and_where(user, box, files, options, what):
     for name, text in files.items():
         write(os.path.join(box, name), text, owner=user)
-    options = [o.replace("{d}", box) for o in options]
-    r = user.run([SANDBOX, "serve", "--port", str(free_port()), "--database", f"{box}/db/s.sqlite3", *options],
-                 timeout=60)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    options = [o.replace("{d}", box).replace("{busy}", str(busy.getsockname()[1])) for o in options]
+    try:
+        r = user.run([SANDBOX, "serve", "--port", str(free_port()), "--database", f"{box}/db/s.sqlite3", *options],
+                     timeout=60)
+    finally:
+        busy.close()
     err = r.stderr.decode()
     assert r.returncode == 125 and what in err and "Traceback" not in err, err
 

@@ -92,12 +92,15 @@ def serve(args):
                 settings.workers, settings.log_json, finished)
     state = app_mod.State(settings, storage, table, pool, scratch)
     application = app_mod.create(state)
+    listener = _listen(args.host, args.port)        # a port in use is our error (125), not uvicorn's exit 1
     pool.start()
     offered = ", ".join(f"{lang.id}" for lang in table.values() if not lang.unavailable)
     print(f"sandbox serve: listening on http://{_url_host(args.host)}:{args.port} ({settings.workers} workers, "
           f"database {settings.database}; languages {offered})", file=sys.stderr, flush=True)
-    config = uvicorn.Config(application, host=args.host, port=args.port, log_level="warning", access_log=False,
-                            lifespan="off")
+    # After a stop signal: 5 s for requests in flight (a wait=true whose submission will not be
+    # started now gets its connection closed; the submission runs after the next start).
+    config = uvicorn.Config(application, log_level="warning", access_log=False, lifespan="off",
+                            timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     # uvicorn stops on SIGTERM/SIGINT, then raises the signal again under the handler it found at
     # start; with ours there, that ends server.run() instead of the process, so the workers finish
@@ -107,18 +110,32 @@ def serve(args):
     def stop(sig, frame):
         signals.append(sig)
         server.should_exit = True
+        pool.drain()            # start nothing new while the server winds down
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     try:
-        server.run()
+        server.run(sockets=[listener])
     finally:
+        listener.close()
         stopped = pool.stop()
         if sender:
             sender.stop()
         if stopped:             # else a worker still writes; the process ends and SQLite's WAL keeps it whole
             storage.close()
     return 130 if signal.SIGINT in signals else 0
+
+
+def _listen(host, port):
+    import socket
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as e:
+        raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}", "--port",
+                         "choose another --port (or stop what listens there)") from None
+    sock.set_inheritable(False)
+    return sock
 
 
 def _url_host(host):

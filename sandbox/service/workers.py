@@ -48,6 +48,10 @@ class Pool:
             t.start()
             self._threads.append(t)
 
+    def drain(self):
+        """Start no new submission from now on (what is queued stays queued in the database)."""
+        self._stopping.set()
+
     def stop(self, timeout=30):
         """Let each worker finish the submission it is on, and start no other: what is still queued
         stays queued in the database for the next start.  True if every worker has stopped."""

@@ -832,6 +832,8 @@ def test_unknown_language_ids_and_bad_paging_are_4xx(server):
     assert server.http.get("/languages/abc").status_code == 404
     r = server.http.get("/submissions", params={"page": "0"})
     assert r.status_code == 400 and "page" in r.json()["error"]
+    r = server.http.get("/submissions", params={"per_page": "100000"})
+    assert r.status_code == 400 and "per_page must be at most 1000" in r.json()["error"]
     r = server.http.get("/submissions/batch")
     assert r.status_code == 400 and "tokens" in r.json()["fix"]
     r = server.http.post("/submissions/batch", json={"submissions": [{"language_id": 71, "source_code": "1"}] * 21})

@@ -23,6 +23,7 @@ from . import judge0, native
 from .workers import now
 
 VERSION = "1.13.1"      # the Judge0 API we copy; the SDK picks its language-id table by it
+MAX_PER_PAGE = 1000
 OPEN_PATHS = ("/", "/docs", "/openapi.json", "/api/v1/health", "/docs/oauth2-redirect")
 
 
@@ -232,6 +233,8 @@ def routes_judge0(app, state):
     async def list_submissions(request: Request):
         page = _positive(request, "page", 1)
         per_page = _positive(request, "per_page", 20)
+        if per_page > MAX_PER_PAGE:     # one request must not render the whole database
+            raise error(400, f"per_page must be at most {MAX_PER_PAGE}, not {per_page}", fix="page through them")
         rows, total = state.storage.page("judge0", (page - 1) * per_page, per_page)
         pages = (total + per_page - 1) // per_page
         return {"submissions": [render(r, request) for r in rows],

@@ -838,3 +838,28 @@ def test_unknown_language_ids_and_bad_paging_are_4xx(server):
     assert r.status_code == 400 and "tokens" in r.json()["fix"]
     r = server.http.post("/submissions/batch", json={"submissions": [{"language_id": 71, "source_code": "1"}] * 21})
     assert r.status_code == 422 and "max_submission_batch_size" in r.json()["submissions"][0]
+
+
+def test_the_sdks_default_language_trap_is_caught_by_the_loopback_guard(server):
+    """judge0.run without language= resolves the SDK's public-cloud client: the guard stops it before
+    any packet leaves (this is why every call above passes language= and an explicit client)."""
+    import judge0
+    with pytest.raises(BaseException) as caught:
+        judge0.run(source_code="print(1)")
+    chain, e = [], caught.value
+    while e is not None:
+        chain.append(str(e))
+        e = e.__cause__ or e.__context__
+    assert any("only loopback is allowed" in text for text in chain), chain
+
+
+def test_the_sdk_reports_a_wrong_token_and_ruby_style_base64_is_accepted(make_server):
+    import judge0
+    s = make_server("--auth-token", "right")
+    with pytest.raises(RuntimeError, match="Authentication failed"):
+        judge0.Client(s.url, headers={"X-Auth-Token": "wrong"})
+    ruby = base64.encodebytes(("print('x' * 50)\n" * 6).encode()).decode()       # a newline every 76 chars
+    assert "\n" in ruby.rstrip("\n")
+    r = s.http.post("/submissions", params={"base64_encoded": "true", "wait": "true"}, headers={"X-Auth-Token": "right"},
+                    json={"language_id": 71, "source_code": ruby})
+    assert r.status_code == 201 and base64.b64decode(r.json()["stdout"]) == ("x" * 50 + "\n").encode() * 6

@@ -386,6 +386,8 @@ def test_plain_text_requests_and_the_default_fields(server):
     assert sub == {"stdout": "plain\n", "status_id": 3, "language": {"id": 71, "name": "Python (3.11)"}}
     bad = server.http.get(f"/submissions/{token}", params={"fields": "stdout,queue_host"})
     assert bad.status_code == 400 and "queue_host" in bad.json()["error"]
+    bad = server.submit({"wait": "true", "fields": "nope"}, language_id=71, source_code="print(1)")
+    assert bad.status_code == 400 and "nope" in bad.json()["error"]
     assert server.http.get("/submissions/not-a-token").status_code == 404
 
 
@@ -863,3 +865,24 @@ def test_the_sdk_reports_a_wrong_token_and_ruby_style_base64_is_accepted(make_se
     r = s.http.post("/submissions", params={"base64_encoded": "true", "wait": "true"}, headers={"X-Auth-Token": "right"},
                     json={"language_id": 71, "source_code": ruby})
     assert r.status_code == 201 and base64.b64decode(r.json()["stdout"]) == ("x" * 50 + "\n").encode() * 6
+
+
+def test_no_value_of_any_type_in_any_field_is_a_server_error(server):
+    fields = ["language_id", "source_code", "stdin", "expected_output", "compiler_options", "command_line_arguments",
+              "cpu_time_limit", "cpu_extra_time", "wall_time_limit", "memory_limit", "stack_limit",
+              "max_processes_and_or_threads", "enable_per_process_and_thread_time_limit",
+              "enable_per_process_and_thread_memory_limit", "max_file_size", "redirect_stderr_to_stdout",
+              "enable_network", "number_of_runs", "additional_files", "callback_url"]
+    for field in fields:
+        for value in (None, -1, 1e300, "x", "", [], {}, True, "\udcff"):
+            for encoded in ("true", "false"):
+                # always one bad field besides (nothing gets queued), so every value is parsed and answered
+                other = "callback_url" if field != "callback_url" else "enable_network"
+                body = {"language_id": 71, "source_code": b64("print(1)") if encoded == "true" else "print(1)",
+                        other: "x", field: value}
+                r = server.http.post("/submissions", params={"base64_encoded": encoded},
+                                     content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+                assert r.status_code == 422 and other in r.json(), (field, value, r.status_code, r.text)
+    for body in ([1, "x", None], {"submissions": "x"}, {"submissions": [[]]}, "str", 1, None):
+        r = server.http.post("/submissions/batch", json=body)
+        assert 400 <= r.status_code < 500, (body, r.text)

@@ -138,12 +138,16 @@ def routes_judge0(app, state):
     cfg = state.settings.judge0
     langs = state.languages
 
-    def render(row, request, fields=None):
+    def fields_of(request):
         try:
-            return judge0.render(row, fields or judge0.wanted_fields(request.query_params.get("fields")),
-                                 _flag(request, "base64_encoded"), langs)
+            return judge0.wanted_fields(request.query_params.get("fields"))
         except judge0.BadFields as e:
             raise error(400, str(e), fix=f"fields are: {', '.join(judge0.ALL_FIELDS)}, or *") from None
+
+    def render(row, request, fields=None, encoded=None):
+        try:
+            return judge0.render(row, fields or fields_of(request),
+                                 _flag(request, "base64_encoded") if encoded is None else encoded, langs)
         except judge0.NotUtf8 as e:
             raise error(400, f"some attributes for this submission cannot be converted to UTF-8 ({e}), use "
                              "base64_encoded=true") from None
@@ -169,7 +173,7 @@ def routes_judge0(app, state):
         encoded, wait = _flag(request, "base64_encoded"), _flag(request, "wait")
         if wait and not cfg["enable_wait_result"]:
             raise error(400, "wait not allowed")
-        fields = judge0.wanted_fields(request.query_params.get("fields")) if wait else None
+        fields = fields_of(request) if wait else None
         try:
             req = parse(await read_json(request), encoded)
         except judge0.Invalid as e:
@@ -192,7 +196,7 @@ def routes_judge0(app, state):
         if len(tokens) > cfg["max_submission_batch_size"]:
             raise error(400, f"more than {cfg['max_submission_batch_size']} tokens (max_submission_batch_size)")
         rows = state.storage.get_many(tokens)
-        return {"submissions": [render(r, request) if r else None for r in rows]}
+        return {"submissions": [render(r, request) if r and r["kind"] == "judge0" else None for r in rows]}
 
     @app.post("/submissions/batch", status_code=201, tags=["Judge0"])
     async def create_batch(request: Request):
@@ -251,7 +255,7 @@ def routes_judge0(app, state):
         if row["state"] != "done":
             raise error(400, f"submission {token} is still {'queued' if row['state'] == 'queued' else 'running'}; "
                              "it can be deleted once it has a final status")
-        body = judge0.render(row, judge0.wanted_fields(request.query_params.get("fields")), True, langs)
+        body = render(row, request, encoded=True)      # Judge0 answers a DELETE in base64 always
         state.storage.delete(token)
         return body
 

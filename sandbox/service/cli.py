@@ -128,10 +128,18 @@ def serve(args):
 
 def _listen(host, port):
     import socket
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say TCP,
+    # and an accepted socket inherits the listener's; with Nagle on, each small response waits for
+    # the client's delayed ACK, ~40 ms a request.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.create_server((host, port), family=family, backlog=2048)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
     except OSError as e:
+        sock.close()
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror}", "--port",
                          "choose another --port (or stop what listens there)") from None
     sock.set_inheritable(False)

@@ -545,6 +545,8 @@ def test_a_body_over_the_limit_is_413_with_or_without_a_length(server):
             yield big[i:i + 65536]
     r = server.http.post("/submissions", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413
+    r = server.http.post("/api/v1/run", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "max_body_size" in r.json()["error"]
 
 
 def test_a_sandbox_failure_is_internal_error_with_the_reason(make_server, user):

@@ -1,7 +1,7 @@
 """The HTTP application: Judge0's routes here, ours in native.py, one set of guards for both.
 
 Guards, as plain ASGI middleware so they run before any body is parsed: the
-request body's size (413 past max_body_size, counted while it streams, not
+request body's size (413 past max_body_size, counted as it arrives, not
 taken from Content-Length on trust) and the token (X-Auth-Token as header or
 query parameter, as Judge0 accepts it; 401 without it).  Every error is JSON
 naming what was wrong; a bug of ours is a 500 with one line, never a traceback.
@@ -54,21 +54,30 @@ class Guards:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             return await _send_json(send, 413, _too_large(limit))
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        # The whole body is read here, counting, before the application sees it: a chunked body
+        # has no length to refuse by, and FastAPI would turn an error raised mid-read into a 400.
+        chunks, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge()
-            return message
+            if message["type"] != "http.request":
+                return                       # the client went away
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                return await _send_json(send, 413, _too_large(limit))
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _send_json(send, 413, _too_large(limit))
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
     def _authenticated(self, scope):
         token = self.state.settings.auth_token
@@ -81,10 +90,6 @@ class Guards:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         given += [v.encode() for v in query.get("X-Auth-Token", []) + query.get("X-Auth-User", [])]
         return any(g and hmac.compare_digest(g, token.encode()) for g in given)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def _too_large(limit):

@@ -549,17 +549,24 @@ def test_a_body_over_the_limit_is_413_with_or_without_a_length(server):
     assert r.status_code == 413 and "max_body_size" in r.json()["error"]
 
 
-def test_a_sandbox_failure_is_internal_error_with_the_reason(make_server, user):
+def test_a_sandbox_failure_is_internal_error_and_an_unrunnable_program_exec_format_error(make_server, user):
     data = _data_dir(user)
     broken = write(os.path.join(data, "broken-run.yaml"),
                    "extends: c-run\nbinds: [/nonexistent/sandbox-test-dir]\n", owner=user)
+    # a "compiler" that leaves a text file as the program: the exec step fails, Judge0's 14
+    text = write(os.path.join(data, "text-compile.yaml"),
+                 "extends: c-compile\nscript: {interpreter: [cp, '{script}', main]}\n", owner=user)
     table = write(os.path.join(data, "languages.yaml"),
                   "- {id: 50, name: C, source: main.c, compile: c-compile, artifact: main,\n"
-                  f"   run: {{profile: {broken}, argv: [/box/main]}}}}\n", owner=user)
+                  f"   run: {{profile: {broken}, argv: [/box/main]}}}}\n"
+                  f"- {{id: 43, name: Text, source: main.c, compile: {text}, artifact: main,\n"
+                  "   run: {profile: c-run, argv: [/box/main]}}\n", owner=user)
     s = make_server("--languages", table, data=data)
     r = s.submit({"wait": "true", "fields": "status,message"}, language_id=50, source_code="int main(){}")
     assert r.status_code == 201
     assert r.json()["status"]["id"] == 13 and "/nonexistent/sandbox-test-dir" in r.json()["message"], r.json()
+    r = s.submit({"wait": "true", "fields": "status,message"}, language_id=43, source_code="not a program")
+    assert r.json()["status"]["id"] == 14 and "Exec format error" in r.json()["message"], r.json()
     assert "Traceback" not in s.log()
 
 

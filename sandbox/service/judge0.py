@@ -202,8 +202,8 @@ def _same(out, expected):
 
 def _run_status(r, cpu_limit, expected):
     """(status id, message) of one run's Result."""
-    if r.status == "XX":
-        return 13, r.message
+    if r.status == "XX":         # the program could not be executed: Judge0's own status for it
+        return (14 if r.message.startswith("step 'exec' failed") else 13), r.message
     if r.status == "TLE" or (r.status == "OK" and r.cpu_time_s > cpu_limit):   # finished in the extra time
         return 5, "Time limit exceeded" + (" (wall clock)" if r.limit_hit == "wall_time" else "")
     if r.status == "MLE":

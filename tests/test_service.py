@@ -531,8 +531,9 @@ def test_a_hostile_zip_is_refused_and_writes_nothing_outside(server, entries, wh
     assert why in r.json()["additional_files"][0]
     assert set(os.listdir(server.data)) == before
     assert not os.path.exists(os.path.join(server.data, "db", "escape.txt"))
-    assert os.listdir(os.path.join(server.data, "db", "tmp")) == [] or \
-        all(n.startswith(("sandbox-", "submission-")) for n in os.listdir(os.path.join(server.data, "db", "tmp")))
+    [scratch] = os.listdir(os.path.join(server.data, "db", "tmp"))
+    assert all(n.startswith(("sandbox-", "submission-"))          # only runs in flight, nothing of the zip
+               for n in os.listdir(os.path.join(server.data, "db", "tmp", scratch)))
 
 
 def test_a_body_over_the_limit_is_413_with_or_without_a_length(server):
@@ -572,21 +573,38 @@ def test_a_sandbox_failure_is_internal_error_and_an_unrunnable_program_exec_form
 
 # ------------------------------------------------------------------ the server itself
 
+def running_program(server, timeout=60):
+    """Wait until the server runs a submitted program: a descendant `python3.11 -I /box/main.py`.
+    (A compile's working directory is the core's, in /dev/shm, and a SIGKILLed runner cannot
+    remove it; a run has none, so the test kills there and leaves nothing behind.)"""
+    import psutil
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in psutil.Process(server.proc.pid).children(recursive=True):
+            try:
+                if p.cmdline()[-1:] == ["/box/main.py"]:
+                    return
+            except psutil.Error:
+                continue
+        time.sleep(0.01)
+    pytest.fail(f"no program started within {timeout} s:\n{server.log()}")
+
+
 def test_a_server_killed_mid_queue_loses_nothing(make_server, user):
     """SIGKILL while one submission runs and others wait; a restart on the same database runs each."""
     s = make_server(workers=1)
     burn = "import time\nwhile time.process_time() < 0.3: pass\nprint(input())\n"
     body = {"submissions": [{"language_id": 71, "source_code": burn, "stdin": f"n{i}"} for i in range(6)]}
     tokens = [a["token"] for a in s.http.post("/submissions/batch", json=body).json()]
-    deadline = time.monotonic() + 60
-    while s.http.get(f"/submissions/{tokens[0]}").json()["status"]["id"] != 2:
-        assert time.monotonic() < deadline, s.log()
-        time.sleep(0.02)
+    running_program(s)      # killed while a program runs (not while it compiles: see running_program)
+    old = s.proc.pid
     s.kill(signal.SIGKILL)
     s.start()
     for i, t in enumerate(tokens):
         sub = s.judged(t)
         assert sub["status"]["id"] == 3 and sub["stdout"] == f"n{i}\n", sub
+    scratch = os.listdir(os.path.join(s.data, "db", "tmp"))     # the killed server's scratch is gone
+    assert len(scratch) == 1 and not scratch[0].startswith(f"{old}-"), scratch
     log = s.log()
     assert all(f"token={t}" in log for t in tokens)
     assert f"token={tokens[0]} kind=judge0 language=71 status=3" in log
@@ -645,8 +663,10 @@ def test_the_service_writes_only_its_data_directory(server):
         time.sleep(0.05)
     db = os.path.join(server.data, "db")
     assert set(os.listdir(db)) <= {"submissions.sqlite3", "submissions.sqlite3-wal", "submissions.sqlite3-shm", "tmp"}
+    [scratch] = os.listdir(os.path.join(db, "tmp"))           # this server's, named by its pid
+    assert scratch.startswith(f"{server.proc.pid}-")
     if not server.http.get("/workers").json()[0]["working"]:
-        assert os.listdir(os.path.join(db, "tmp")) == []
+        assert os.listdir(os.path.join(db, "tmp", scratch)) == []
     with open(os.path.join(db, "submissions.sqlite3"), "rb") as f:
         assert f.read(16) == b"SQLite format 3\0"
     import sqlite3

@@ -6,6 +6,7 @@ run code here, so that is refused before anything starts.
 """
 import argparse
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -70,9 +71,7 @@ def serve(args):
     except OSError as e:
         raise UsageError(f"cannot create the database {settings.database}: {e.strerror}", "--database",
                          "give a path in a directory you can write") from None
-    # Everything the service writes goes under its data directory, per-submission scratch included.
-    scratch = os.path.join(settings.data_dir, "tmp")
-    os.makedirs(scratch, mode=0o700, exist_ok=True)
+    scratch = _scratch(settings.data_dir)
     tempfile.tempdir = scratch
     table = languages.load(settings.languages)
     cfg = settings.judge0
@@ -123,7 +122,31 @@ def serve(args):
             sender.stop()
         if stopped:             # else a worker still writes; the process ends and SQLite's WAL keeps it whole
             storage.close()
+            shutil.rmtree(scratch, ignore_errors=True)
     return 130 if signal.SIGINT in signals else 0
+
+
+def _scratch(data_dir):
+    """This server's scratch directory, DATA/tmp/PID-XXXX: everything the service writes goes under
+    its data directory, per-submission files included.  A server that was killed leaves its own
+    behind; the next start removes the ones whose process is gone."""
+    root = os.path.join(data_dir, "tmp")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    for name in os.listdir(root):
+        pid = name.split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _listen(host, port):

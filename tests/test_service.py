@@ -915,3 +915,21 @@ def test_no_value_of_any_type_in_any_field_is_a_server_error(server):
     for body in ([1, "x", None], {"submissions": "x"}, {"submissions": [[]]}, "str", 1, None):
         r = server.http.post("/submissions/batch", json=body)
         assert 400 <= r.status_code < 500, (body, r.text)
+
+
+def test_a_multi_file_program_compiles_and_runs_its_scripts(server):
+    """Judge0's language 89: the zip's `compile` script builds, its `run` script runs, arguments reach both."""
+    files = zip_of({"compile": "gcc -O2 \"$@\" -o prog src/main.c\n",
+                    "run": "./prog \"$@\" < /dev/stdin\n",
+                    "src/main.c": '#include <stdio.h>\nint main(int c, char **v){int a, b; scanf("%d %d", &a, &b); '
+                                  'printf("%s %d\\n", c > 1 ? v[1] : "-", a * b * K);}\n'})
+    r = server.submit({"wait": "true", "fields": "status,stdout,compile_output,message"}, language_id=89,
+                      additional_files=files, stdin="6 7\n", compiler_options="-DK=1",
+                      command_line_arguments="product")
+    assert r.status_code == 201 and r.json()["status"]["id"] == 3, r.json()
+    assert r.json()["stdout"] == "product 42\n"
+    ce = server.submit({"wait": "true", "fields": "status,compile_output"}, language_id=89, additional_files=files)
+    assert ce.json()["status"]["id"] == 6 and "K" in ce.json()["compile_output"]     # K undefined without -DK
+    for extra, why in (({"compile": "true\n"}, "needs a `run` script"), (None, "needs its files")):
+        r = server.submit(language_id=89, **({"additional_files": zip_of(extra)} if extra else {}))
+        assert r.status_code == 422 and why in r.json()["additional_files"][0], r.text

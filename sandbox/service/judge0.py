@@ -122,7 +122,8 @@ def parse(body, encoded, cfg, languages, scratch, callback_hosts=()):
     req["language_id"] = lang_id
     for field in TEXT_FIELDS:
         req[field] = b64(_decode(body.get(field), field, encoded, errors))
-    if req["source_code"] is None and "source_code" not in errors:
+    multi_file = lang_id in languages and languages[lang_id].multi_file
+    if req["source_code"] is None and "source_code" not in errors and not multi_file:
         errors["source_code"] = ["can't be blank"]
     for field, (default, maximum, minimum, kind) in LIMIT_FIELDS.items():
         value = body.get(field)
@@ -166,6 +167,9 @@ def parse(body, encoded, cfg, languages, scratch, callback_hosts=()):
             errors.setdefault("callback_url", []).append(wrong)
     req["additional_files"] = _additional_files(body.get("additional_files"), cfg, languages.get(lang_id),
                                                 scratch, errors)
+    if multi_file and body.get("additional_files") is None:
+        errors.setdefault("additional_files", []).append("a Multi-file program needs its files: a base64 zip "
+                                                         "with a `run` script")
     if errors:
         raise Invalid(errors)
     return req
@@ -184,10 +188,13 @@ def _additional_files(value, cfg, lang, scratch, errors):
     reserved = {lang.source, lang.artifact} if lang else set()
     with tempfile.TemporaryDirectory(dir=scratch) as tmp:
         try:
-            archive.extract(data, f"{tmp}/files", cfg["max_extract_size"] * 1024, reserved)
+            files, _ = archive.extract(data, f"{tmp}/files", cfg["max_extract_size"] * 1024, reserved)
         except archive.Refused as e:
             errors.setdefault("additional_files", []).append(str(e))
             return None
+    if lang and lang.multi_file and "run" not in files:
+        errors.setdefault("additional_files", []).append("a Multi-file program needs a `run` script at the top "
+                                                         "of the zip (and may have a `compile` script)")
     return b64(data)
 
 
@@ -246,7 +253,7 @@ def process(req, languages, cfg):
             ws = execute.Workspace()
             ws.files, ws.tops = archive.extract(unb64(req["additional_files"]), ws.extra,
                                                 cfg["max_extract_size"] * 1024, {lang.source, lang.artifact})
-        art, compiled = execute.compile(lang, unb64(req["source_code"]), req["memory_limit"],
+        art, compiled = execute.compile(lang, unb64(req["source_code"]) or b"", req["memory_limit"],
                                         shlex.split(req["compiler_options"] or ""),
                                         shlex.split(req["command_line_arguments"] or ""), ws)
         compile_output = (compiled.stdout or b"") + (compiled.stderr or b"")

@@ -11,18 +11,19 @@ import shlex
 
 from ..errors import ProfileError, SandboxError, UsageError
 
-KEYS = {"id": int, "name": str, "source": str, "compile": str, "artifact": str, "run": dict, "compiled": bool, "aliases": list}
+KEYS = {"id": int, "name": str, "source": str, "compile": str, "artifact": str, "run": dict, "compiled": bool, "aliases": list, "multi_file": bool}
 
 
 class Language:
     __slots__ = ("id", "name", "source", "compile_profile", "artifact", "run_profile", "run_argv", "compiled",
-                 "unavailable", "compile_cmd", "aliases")
+                 "unavailable", "compile_cmd", "aliases", "multi_file")
 
     def __init__(self, entry, where):
         self.id, self.name, self.source = entry["id"], entry["name"], entry["source"]
         self.compile_profile, self.artifact = entry["compile"], entry["artifact"]
         self.compiled = entry.get("compiled", True)
         self.aliases = [str(a) for a in entry.get("aliases", [])]
+        self.multi_file = entry.get("multi_file", False)
         run = entry["run"]
         if set(run) != {"profile", "argv"} or not isinstance(run["argv"], list) or not run["argv"]:
             raise UsageError("run must be {profile: NAME, argv: [PROGRAM, ...]}", f"{where}.run",
@@ -86,7 +87,7 @@ def load(path=None):
         if not isinstance(entry, dict):
             raise UsageError("each language is a mapping", at, "see profiles/languages.yaml")
         for key, kind in KEYS.items():
-            if key in ("compiled", "aliases") and key not in entry:
+            if key in ("compiled", "aliases", "multi_file") and key not in entry:
                 continue
             if key not in entry:
                 raise UsageError(f"missing key {key!r}", at, "see profiles/languages.yaml")

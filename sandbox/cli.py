@@ -22,6 +22,7 @@ usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
        sandbox profiles show NAME|PATH  print a profile fully resolved (after extends)
        sandbox check FILE.yaml          validate a profile
        sandbox doctor [--json]          what this host can and cannot do for the sandbox, with fixes
+       sandbox serve [--host H] [--port P] ...  a Judge0-compatible judging service (sandbox serve --help)
 
 run options:
   --profile P          built-in profile name, or path to a YAML profile (required)
@@ -377,7 +378,19 @@ def cmd_doctor(argv):
     return doctor.main(argv)
 
 
+def _serve(argv):
+    # The judging service is an extra (FastAPI, uvicorn, psutil): imported only here.
+    try:
+        from .service import cli as service_cli
+        import fastapi, uvicorn, psutil  # noqa: F401
+    except ImportError as e:
+        raise UsageError(f"sandbox serve needs the service extra ({e.name} is not installed)", "sandbox serve",
+                         "pip install 'sandbox[service]'") from None
+    return service_cli.main(argv)
+
+
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,
+            "serve": _serve,
             "diff": cmd_diff, "doctor": cmd_doctor}
 
 
@@ -393,7 +406,7 @@ def main(argv=None):
             return 0
         command = COMMANDS.get(argv[0])
         if command is None:
-            raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check, doctor (see sandbox --help)")
+            raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check, doctor, serve (see sandbox --help)")
         return command(argv[1:])
     except SandboxError as e:
         _print(f"sandbox: error: {e}", sys.stderr)       # a path in it may hold non-UTF-8 bytes

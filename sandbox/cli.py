@@ -348,7 +348,7 @@ def cmd_profiles(argv):
 
 
 def cmd_check(argv):
-    from . import profile as profile_mod, runner
+    from . import hostids, profile as profile_mod, runner
     if len(argv) != 1:
         raise UsageError("check takes one profile file", "sandbox check", "use: sandbox check FILE.yaml")
     p = profile_mod.load(argv[0], where="sandbox check")
@@ -356,7 +356,8 @@ def cmd_check(argv):
     # (whose bounds it checks): one path, so check refuses whatever a run would.  The profile file stands
     # in for the script; any existing file would do.
     plan = runner.prepare(p, script=p.path)
-    plan.encode(f"{plan.cgroup.base}/run-check" if plan.cgroup else None)
+    plan.encode(f"{plan.cgroup.base}/run-check" if plan.cgroup else None,
+                hostids.id_range()[0] if plan.host_ids else None)
     _print(f"{argv[0]}: ok ({' <- '.join(os.path.basename(c) for c in p.chain)})")
     return 0
 

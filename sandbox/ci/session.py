@@ -1,0 +1,222 @@
+"""The outer pytest's collection and test loop under --sandbox: start sandboxes, replay.
+
+Session scope: one sandbox collects and runs everything; if the sandbox is ended while a
+test runs (a limit), that test fails with the verdict and the tests it did not reach
+continue in a fresh sandbox.  Test scope: one sandbox collects (--collect-only), then
+each test runs in its own sandbox with its `@pytest.mark.sandbox(...)` limits, and its
+reports are replayed once the sandbox is gone, carrying the run's figures for JUnit.
+"""
+import os
+import shlex
+import sys
+
+import pytest
+
+from . import box
+from .replay import LIMIT_STATUSES, Replayer, figures
+
+# Options that only make sense for the outer pytest (it writes the XML; the inner's tmp
+# files live in the sandbox's /tmp) and our own: never passed to the inner pytest.
+OUTER_ONLY = {"--junitxml", "--junit-xml", "--junit-prefix", "--basetemp", "--sandbox-scope", "--sandbox-env",
+              "--sandbox-limit", "--sandbox-tree-size"}
+OUTER_FLAGS = {"--sandbox"}
+
+
+def inner_args(config):
+    """The outer's command line (PYTEST_ADDOPTS first, as pytest reads it) minus outer-only
+    options; the inner reads the project's ini (and its addopts) itself."""
+    args = shlex.split(os.environ.get("PYTEST_ADDOPTS", "")) + list(config.invocation_params.args)
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name, eq, _ = arg.partition("=")
+        if name in OUTER_FLAGS:
+            continue
+        if name in OUTER_ONLY:
+            skip = not eq
+            continue
+        out.append(arg)
+    return out
+
+
+def _path0():
+    """What the outer interpreter put first on sys.path (the script's dir, or the cwd for -m)."""
+    if sys.flags.safe_path:
+        return None
+    if os.path.basename(sys.argv[0]) == "__main__.py":
+        return os.getcwd()
+    return os.path.dirname(os.path.abspath(sys.argv[0]))
+
+
+class Controller:
+    def __init__(self, config, opts):
+        self.config, self.opts = config, opts
+        self.tree = str(config.rootpath)
+        self.cwd = str(config.invocation_params.dir)
+        if not box._under(self.cwd, self.tree):
+            raise pytest.UsageError(f"--sandbox: pytest was started in {self.cwd}, outside the project's rootdir "
+                                    f"{self.tree}; start it inside the project (or pass --rootdir)")
+        try:
+            self.profile = box.derive(opts.profile, self.tree, opts.tree_size)
+        except Exception as e:
+            raise pytest.UsageError(f"--sandbox={opts.profile}: {e}") from None
+        self.binds, self.skip = box.plan_binds(self.profile, self.tree, box.import_paths())
+        self.env = box.environment(opts.env)
+        self.args = inner_args(config)
+        self.results = []          # (what, Result) of every sandbox, for the summary
+        self.run, self.replayer = None, None
+
+    def start(self, only=None, collect_only=False, limits=None):
+        cfg = {"tree_src": box.TREE_SRC, "tree": self.tree, "skip": self.skip, "cwd": self.cwd,
+               "path0": _path0(), "args": self.args + (["--collect-only", "-q"] if collect_only else []),
+               "only": only}
+        import json
+        argv = [sys.executable, "-P", "-m", "sandbox.ci.inner", json.dumps(cfg)]
+        return box.Run(self.profile, argv, binds=self.binds, env=self.env, cwd=self.tree,
+                       limits=dict(self.opts.limits, **(limits or {})))
+
+    # ------------------------------------------------------------ collection
+    def collect(self, session):
+        self.replayer = Replayer(session)
+        self.run = self.start(collect_only=self.opts.scope == "test")
+        self.messages = iter(self.run)
+        for message in self.messages:
+            if self.replayer.collection(message):
+                break
+        else:
+            self._ended_early("while collecting")
+        self.replayer.finish_collection()
+        if self.opts.scope == "test":
+            for _ in self.messages:         # the --collect-only session's end
+                pass
+            self._close()
+
+    # ------------------------------------------------------------ running
+    def runtestloop(self, session):
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            self._close()
+            raise session.Interrupted(f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
+                                      "during collection")
+        if session.config.option.collectonly:
+            self._close()
+            return
+        if self.opts.scope == "test":
+            self._each_test(session)
+        else:
+            self._whole_session(session)
+
+    def _stop_if_asked(self, session):
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+
+    def _whole_session(self, session):
+        rep = self.replayer
+        while True:
+            for message in self.messages:
+                rep.running_message(message)
+                if session.shouldfail or session.shouldstop:
+                    self._close()
+                    self._stop_if_asked(session)
+            result = self._close()
+            if rep.exitstatus is not None and (result is None or result.status not in LIMIT_STATUSES):
+                self._inner_failed(rep.exitstatus)
+                return
+            left = [n for n in rep.order if n not in rep.done]
+            if rep.running is None:
+                why = self._why(result, "ended the sandbox between tests")
+                for nodeid in left:
+                    rep.lost(nodeid, why)
+                return
+            rep.verdict(rep.running[0], result)
+            self._stop_if_asked(session)
+            left = [n for n in rep.order if n not in rep.done]
+            if not left:
+                return
+            # the tests the killed sandbox did not reach run in a fresh one
+            rep.exitstatus = None
+            self.run = self.start(only=left)
+            self.messages = (m for m in self.run if m["t"] not in ("collected", "deselected", "collectreport"))
+
+    def _each_test(self, session):
+        rep = self.replayer
+        for nodeid in list(rep.order):
+            limits = rep.items[nodeid]["limits"]
+            try:
+                self.run = self.start(only=[nodeid], limits=limits)
+            except Exception as e:
+                rep.lost(nodeid, f"@pytest.mark.sandbox{tuple(limits.items())}: {e}")
+                self._stop_if_asked(session)
+                continue
+            buffered = [m for m in self.run if m["t"] not in ("collected", "deselected")]
+            result = self._close()
+            if result is None:
+                rep.lost(nodeid, self._why(result, "did not run"))
+                self._stop_if_asked(session)
+                continue
+            props = figures(result)
+            for message in buffered:
+                if message["t"] == "report":
+                    message["report"]["user_properties"] = list(message["report"].get("user_properties", [])) + \
+                        [list(p) for p in props]
+                if result.status in LIMIT_STATUSES and message["t"] in ("logfinish", "finish"):
+                    continue
+                if result.status in LIMIT_STATUSES and message["t"] == "report" and \
+                        message["report"].get("when") == "teardown":
+                    continue
+                rep.running_message(message)
+            if result.status in LIMIT_STATUSES:
+                rep.verdict(nodeid, result, props)
+            elif nodeid not in rep.done:
+                rep.lost(nodeid, self._why(result, "reported nothing for this test"))
+            self._stop_if_asked(session)
+
+    # ------------------------------------------------------------ endings
+    def _close(self):
+        """Wait for the current sandbox; its Result (None if it could not start)."""
+        run, self.run = self.run, None
+        if run is None:
+            return None
+        self.tail = run.stderr_tail()
+        run.close()
+        if run.error is not None:
+            from sandbox import SandboxError
+            if isinstance(run.error, SandboxError):
+                raise pytest.UsageError(f"--sandbox: {run.error}")
+            raise run.error
+        self.results.append(run.result)
+        return run.result
+
+    def _why(self, result, what):
+        status = f"{result.status}: {result.message}" if result is not None else "the sandbox did not start"
+        tail = self.tail.strip()
+        return f"sandbox {what}: {status}" + (f"\n--- the sandboxed pytest's output ---\n{tail}" if tail else "")
+
+    def _ended_early(self, when):
+        result = self._close()
+        raise pytest.UsageError(self._why(result, f"ended {when}"))
+
+    def _inner_failed(self, exitstatus):
+        # 3 internal error, 4 usage error inside: nothing else says why, the inner's output does
+        if exitstatus in (3, 4):
+            pytest.exit(f"the sandboxed pytest exited with status {exitstatus}:\n{self.tail.strip()}",
+                        returncode=exitstatus)
+
+    def summary(self, terminal):
+        if not self.results:
+            return
+        verdicts = {}
+        for r in self.results:
+            verdicts[r.status] = verdicts.get(r.status, 0) + 1
+        cpu = sum(r.cpu_time_s for r in self.results)
+        wall = sum(r.wall_time_s for r in self.results)
+        peak = max(r.memory_peak_bytes for r in self.results)
+        terminal.write_sep("-", "sandbox")
+        terminal.write_line(f"{len(self.results)} sandbox{'es' if len(self.results) != 1 else ''} "
+                            f"({', '.join(f'{n} {s}' for s, n in sorted(verdicts.items()))}), profile "
+                            f"{self.profile.name}: {cpu:.2f} s CPU, {wall:.2f} s wall, peak memory "
+                            f"{peak / (1 << 20):.1f} MiB; no network, environment: "
+                            f"{', '.join(sorted(self.opts.env)) or 'nothing passed'}")

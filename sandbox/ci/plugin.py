@@ -72,10 +72,11 @@ def _inside(path, tree):
 
 class Options:
     def __init__(self, config):
-        self.profile = config.getoption("sandbox")
-        if os.path.isdir(self.profile) or self.profile.endswith(".py") or "::" in self.profile:
-            raise pytest.UsageError(f"--sandbox took {self.profile!r} as its profile; write --sandbox=PROFILE, "
-                                    "or put --sandbox after the test paths")
+        value = config.getoption("sandbox")
+        # `--sandbox tests/` : argparse hands the test path to --sandbox; it is a test path
+        # (the inner pytest still gets it), and the profile is the default
+        self.test_path = os.path.isdir(value) or value.endswith(".py") or "::" in value
+        self.profile = "pytest" if self.test_path else value
         self.scope = config.getoption("sandbox_scope")
         self.tree_size = config.getoption("sandbox_tree_size")
         self.env = {}

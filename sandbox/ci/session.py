@@ -20,19 +20,30 @@ from .replay import LIMIT_STATUSES, Replayer, figures
 OUTER_ONLY = {"--junitxml", "--junit-xml", "--junit-prefix", "--basetemp", "--sandbox-scope", "--sandbox-env",
               "--sandbox-limit", "--sandbox-tree-size"}
 OUTER_FLAGS = {"--sandbox"}
+# `-o addopts= -o pythonpath=` keep the project's ini from bringing code into the OUTER
+# pytest (README); the inner pytest must see the project's ini as it is.
+OUTER_OVERRIDES = {"addopts=", "pythonpath="}
 
 
-def inner_args(config):
+def inner_args(config, opts):
     """The outer's command line (PYTEST_ADDOPTS first, as pytest reads it) minus outer-only
     options; the inner reads the project's ini (and its addopts) itself."""
     args = shlex.split(os.environ.get("PYTEST_ADDOPTS", "")) + list(config.invocation_params.args)
     out, skip = [], False
-    for arg in args:
+    for i, arg in enumerate(args):
         if skip:
             skip = False
             continue
+        if arg in ("-o", "--override-ini") and i + 1 < len(args) and args[i + 1] in OUTER_OVERRIDES:
+            skip = True
+            continue
+        if arg[2:] in OUTER_OVERRIDES and arg.startswith("-o") or \
+                arg.partition("=")[2] in OUTER_OVERRIDES and arg.startswith("--override-ini="):
+            continue
         name, eq, _ = arg.partition("=")
         if name in OUTER_FLAGS:
+            # a bare --sandbox may have consumed the next word as its profile
+            skip = not eq and not opts.test_path and i + 1 < len(args) and args[i + 1] == opts.profile
             continue
         if name in OUTER_ONLY:
             skip = not eq
@@ -64,7 +75,7 @@ class Controller:
             raise pytest.UsageError(f"--sandbox={opts.profile}: {e}") from None
         self.binds, self.skip = box.plan_binds(self.profile, self.tree, box.import_paths())
         self.env = box.environment(opts.env)
-        self.args = inner_args(config)
+        self.args = inner_args(config, opts)
         self.results = []          # (what, Result) of every sandbox, for the summary
         self.run, self.replayer = None, None
 

@@ -1,0 +1,260 @@
+"""pytest --sandbox: the outer pytest (run as the unprivileged test user, in a project it
+owns) runs no project code, and each thing the sample project's tests reach for outside a
+sandbox is out of their reach inside one."""
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import no_traceback
+
+SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ci_samples")
+
+
+def make_project(user, dest, sample, **subst):
+    """Copy tests/ci_samples/SAMPLE (dropping .tmpl, filling @KEY@) into DEST, owned by the user."""
+    src = os.path.join(SAMPLES, sample)
+    for base, dirs, files in os.walk(src):
+        rel = os.path.relpath(base, src)
+        os.makedirs(os.path.join(dest, rel), exist_ok=True)
+        for name in files:
+            with open(os.path.join(base, name)) as f:
+                text = f.read()
+            for key, value in subst.items():
+                text = text.replace(f"@{key}@", str(value))
+            with open(os.path.join(dest, rel, name[:-len(".tmpl")]), "w") as f:
+                f.write(text)
+    if os.geteuid() == 0:
+        for base, dirs, files in os.walk(dest):
+            for name in dirs + files + ["."]:
+                os.lchown(os.path.join(base, name), user.uid, user.gid)
+    return dest
+
+
+def pytest_as(user, project, *args, env=None, python_flags=(), timeout=240):
+    """The outer pytest, as the test user, in the project; returns (completed, {name: outcome})."""
+    xml = os.path.join(os.path.dirname(project), "junit.xml")
+    if os.path.exists(xml):
+        os.unlink(xml)
+    r = user.run([sys.executable, *python_flags, "-m", "pytest", f"--junitxml={xml}", *args],
+                 cwd=project, env=env, timeout=timeout)
+    outcomes = {}
+    if os.path.exists(xml):
+        for case in ET.parse(xml).iter("testcase"):
+            kinds = [c.tag for c in case if c.tag in ("failure", "error", "skipped")]
+            props = {p.get("name"): p.get("value") for p in case.iter("property")}
+            message = next((c.get("message") for c in case if c.tag in ("failure", "error")), None)
+            outcomes[case.get("name")] = (kinds[0] if kinds else "passed", message, props)
+    return r, outcomes
+
+
+@pytest.fixture
+def workdir(user):
+    """A directory the user owns, holding one project and its junit.xml."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="sandbox-ci-")
+    os.chmod(d, 0o755)
+    if os.geteuid() == 0:
+        os.chown(d, user.uid, user.gid)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def secret_service(user):
+    """A loopback TCP server, run as the test user, that hands out a secret."""
+    code = ("import socket\n"
+            "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
+            "print(s.getsockname()[1], flush=True)\n"
+            "while True:\n"
+            "    c, _ = s.accept(); c.sendall(b'secret-service'); c.close()\n")
+    p = user.popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        yield int(p.stdout.readline())
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+
+
+@pytest.fixture
+def leaky(user, secret_service):
+    home = user.home
+    os.makedirs(os.path.join(home, ".ssh"), exist_ok=True)
+    with open(os.path.join(home, ".ssh", "id_leaky"), "w") as f:
+        f.write("PRIVATE KEY")
+    if os.geteuid() == 0:
+        os.chown(os.path.join(home, ".ssh"), user.uid, user.gid)
+        os.chown(os.path.join(home, ".ssh", "id_leaky"), user.uid, user.gid)
+    for marker in ("leaky-conftest-ran", "leaky-module-imported"):
+        if os.path.exists(os.path.join(home, marker)):
+            os.unlink(os.path.join(home, marker))
+    with open(os.path.join(home, ".leaky-rc"), "w") as f:
+        f.write("original\n")
+    if os.geteuid() == 0:
+        os.chown(os.path.join(home, ".leaky-rc"), user.uid, user.gid)
+    # inside the home, as a CI checkout is ($HOME/work/REPO): the tree's neighbours stay hidden
+    os.makedirs(os.path.join(home, "work"), exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(os.path.join(home, "work"), user.uid, user.gid)
+    project = make_project(user, os.path.join(home, "work", "leaky"), "leaky", HOME=home, PORT=secret_service)
+    yield project
+    shutil.rmtree(os.path.join(home, ".ssh"), ignore_errors=True)
+    shutil.rmtree(os.path.join(home, "work"), ignore_errors=True)
+
+
+SECRETS = {"LEAKY_SECRET": "hunter2", "GITHUB_TOKEN": "ghs_leaky"}
+LEAKS = ("test_env_secret", "test_github_token", "test_ssh_key", "test_network", "test_write_outside")
+
+
+def _markers(user):
+    """What the project's code left in the user's home: markers, and a tampered rc file."""
+    found = sorted(m for m in ("leaky-conftest-ran", "leaky-module-imported")
+                   if os.path.exists(os.path.join(user.home, m)))
+    with open(os.path.join(user.home, ".leaky-rc")) as f:
+        return found + ([] if f.read() == "original\n" else [".leaky-rc tampered"])
+
+
+def test_without_sandbox_every_leak_works(user, leaky):
+    """The control: the sample's tests really do reach the secrets when nothing stops them."""
+    r, outcomes = pytest_as(user, leaky, env=SECRETS)
+    assert r.returncode == 0, no_traceback(r)
+    assert {n: o[0] for n, o in outcomes.items()} == {n: "passed" for n in LEAKS + ("test_tree_writes",)}
+    assert _markers(user) == ["leaky-conftest-ran", "leaky-module-imported", ".leaky-rc tampered"]
+    assert os.path.exists(os.path.join(leaky, "tree-file.txt"))
+
+
+def test_sandbox_stops_every_leak_and_runs_no_project_code_outside(user, leaky):
+    r, outcomes = pytest_as(user, leaky, "--sandbox", "-ra", env=SECRETS)
+    out = no_traceback(r)
+    assert r.returncode == 1, out
+    assert {n: o[0] for n, o in outcomes.items()} == dict({n: "failure" for n in LEAKS}, test_tree_writes="passed")
+    # conftest.py and the test module ran only inside: their host markers never appeared
+    assert _markers(user) == []
+    # what the tests (and pytest inside) wrote into the tree went to the throw-away copy
+    assert sorted(os.listdir(leaky)) == ["conftest.py", "pytest.ini", "tests"], os.listdir(leaky)
+    assert os.listdir(os.path.join(leaky, "tests")) == ["test_leaks.py"]
+    assert "FAILED tests/test_leaks.py::test_network" in out and "1 sandbox (1 RE)" in out
+
+
+def test_sandbox_env_passes_only_what_is_named(user, leaky):
+    r, outcomes = pytest_as(user, leaky, "--sandbox", "--sandbox-env", "LEAKY_SECRET", "-k", "secret or token",
+                            env=SECRETS)
+    assert r.returncode == 1, no_traceback(r)
+    assert {n: o[0] for n, o in outcomes.items()} == {"test_env_secret": "passed", "test_github_token": "failure"}
+    assert "2/6 tests collected (4 deselected)" in r.stdout.decode() or "4 deselected" in r.stdout.decode()
+
+
+def test_exitfirst_stops_the_sandboxed_run(user, leaky):
+    r, outcomes = pytest_as(user, leaky, "--sandbox", "-x", env=SECRETS)
+    assert r.returncode == 1, no_traceback(r)
+    assert list(outcomes.values())[0][0] == "failure" and len(outcomes) == 1, outcomes
+    assert "stopping after 1 failures" in r.stdout.decode()
+
+
+@pytest.fixture
+def limits_project(user, workdir):
+    return make_project(user, os.path.join(workdir, "limits"), "limits")
+
+
+def test_scope_test_gives_each_test_its_marker_limits_and_verdict(user, limits_project):
+    r, outcomes = pytest_as(user, limits_project, "--sandbox", "--sandbox-scope=test", "-ra")
+    out = no_traceback(r)
+    assert r.returncode == 1, out
+    assert outcomes["test_spins"][0] == "failure"
+    assert outcomes["test_spins"][1].startswith("TLE: CPU time limit exceeded"), outcomes["test_spins"]
+    assert outcomes["test_hogs_memory"][1].startswith("MLE: memory limit exceeded"), outcomes["test_hogs_memory"]
+    assert outcomes["test_fails"][0] == "failure" and "assert" in outcomes["test_fails"][1]
+    assert outcomes["test_first"][0] == outcomes["test_last"][0] == "passed"
+    # each test's own figures are JUnit properties
+    props = outcomes["test_spins"][2]
+    assert props["sandbox_status"] == "TLE" and float(props["sandbox_cpu_time_s"]) >= 1.0
+    assert outcomes["test_last"][2]["sandbox_status"] == "OK"
+    assert float(outcomes["test_last"][2]["sandbox_cpu_time_s"]) >= 0.05
+    assert "5 sandboxes" in out or "6 sandboxes" in out
+
+
+def test_scope_session_kill_fails_that_test_and_the_rest_continue(user, limits_project):
+    r, outcomes = pytest_as(user, limits_project, "--sandbox", "--sandbox-limit", "cpu_time=2s", "-k",
+                            "not hogs")
+    out = no_traceback(r)
+    assert r.returncode == 1, out
+    assert outcomes["test_spins"][1].startswith("TLE: CPU time limit exceeded"), outcomes
+    assert outcomes["test_spins"][2]["sandbox_status"] == "TLE"
+    assert outcomes["test_first"][0] == outcomes["test_last"][0] == "passed"
+    assert outcomes["test_fails"][0] == "failure"
+    assert "2 sandboxes (1 OK, 1 TLE)" in out or "2 sandboxes (1 RE, 1 TLE)" in out, out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--sandbox-limit", "memroy=1G"], "did you mean 'memory'"),
+    (["--sandbox-limit", "cpu_time"], "write KEY=VALUE"),
+    (["--sandbox=no-such-profile"], "no-such-profile"),
+    (["--sandbox-limit", "cpu_time=fast"], "cpu_time"),
+])
+def test_bad_options_say_what_and_run_nothing(user, limits_project, args, message):
+    r, outcomes = pytest_as(user, limits_project, "--sandbox", *args)
+    err = no_traceback(r)
+    assert r.returncode == 4, err
+    assert message in err and outcomes == {}
+
+
+def test_project_ini_plugin_is_refused_and_the_workaround_keeps_it_inside(user, workdir):
+    """`addopts = -p evilplugin` is imported by pytest before any plugin can act: the
+    plugin refuses to go on; with `python -P -m pytest -o addopts= -o pythonpath=` the
+    project's plugin runs only inside, where the inner pytest honours the ini."""
+    project = make_project(user, os.path.join(workdir, "addopts"), "addopts", HOME=user.home)
+    marker = os.path.join(user.home, "evilplugin-ran")
+    r, outcomes = pytest_as(user, project, "--sandbox")
+    err = no_traceback(r)
+    assert r.returncode == 4 and "already ran outside the sandbox" in err and "evilplugin" in err, err
+    os.unlink(marker)
+    r, outcomes = pytest_as(user, project, "-o", "addopts=", "-o", "pythonpath=", "--sandbox", python_flags=["-P"])
+    assert r.returncode == 0, no_traceback(r)
+    assert outcomes == {"test_inside": ("passed", None, {})}
+    assert not os.path.exists(marker)
+
+
+def test_sandbox_run_fixture_for_autograders(user, workdir):
+    project = make_project(user, os.path.join(workdir, "grader"), "grader")
+    r, outcomes = pytest_as(user, project)
+    assert r.returncode == 0, no_traceback(r)
+    assert [o[0] for o in outcomes.values()] == ["passed"] * 3
+
+
+def test_plugin_is_inactive_without_the_option(user, limits_project):
+    """Registered through the entry point, but without --sandbox tests run as usual."""
+    r, outcomes = pytest_as(user, limits_project, "-k", "first or fails or last")
+    assert r.returncode == 1 and "sandbox ---" not in r.stdout.decode()
+    assert {n: o[0] for n, o in outcomes.items()} == {"test_first": "passed", "test_fails": "failure",
+                                                      "test_last": "passed"}
+
+
+THIRD_PARTY = "six==1.17.0"     # pure Python; its sdist ships test_six.py, which needs no network
+
+
+def test_third_party_suite_same_counts_with_and_without_sandbox(user, workdir):
+    """A real package's own suite, fetched from PyPI at test time (nothing vendored; PyPI is
+    the only network the CI machine has), gives the same counts inside as outside."""
+    dl = os.path.join(workdir, "dl")
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-q",
+                        "-d", dl, THIRD_PARTY], capture_output=True, timeout=180)
+    assert r.returncode == 0, f"pip download {THIRD_PARTY} failed (PyPI unreachable?): {r.stderr.decode()}"
+    (sdist,) = os.listdir(dl)
+    os.chmod(os.path.join(dl, sdist), 0o644)
+    assert user.run(["tar", "-xzf", os.path.join(dl, sdist), "-C", workdir]).returncode == 0   # as the user
+    project = os.path.join(workdir, sdist[:-len(".tar.gz")])
+    counts = {}
+    for mode in ("plain", "sandbox"):
+        r, outcomes = pytest_as(user, project, "-p", "no:cacheprovider", "test_six.py",
+                                *(["--sandbox"] if mode == "sandbox" else []))
+        assert r.returncode == 0, no_traceback(r)
+        counts[mode] = sorted((name, o[0]) for name, o in outcomes.items())
+        if mode == "plain":            # the sandboxed run must not reuse the plain run's bytecode
+            shutil.rmtree(os.path.join(project, "__pycache__"), ignore_errors=True)
+    assert counts["plain"] == counts["sandbox"]
+    assert len(counts["plain"]) > 150 and any(o == "skipped" for _, o in counts["plain"])
+    assert not os.path.exists(os.path.join(project, "__pycache__"))

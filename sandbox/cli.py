@@ -287,8 +287,13 @@ def cmd_check(argv):
     return 0
 
 
+def cmd_grade(argv):
+    from .ci import grade       # GitHub Classroom autograding: sandbox/ci/grade.py (sandbox grade --help)
+    return grade.main(argv)
+
+
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,
-            "diff": cmd_diff}
+            "diff": cmd_diff, "grade": cmd_grade}
 
 
 def main(argv=None):

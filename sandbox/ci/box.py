@@ -57,15 +57,20 @@ def plan_binds(profile, tree, paths):
     return binds, inside
 
 
+def changed(profile, **data):
+    """A loaded profile (name or path) with some top-level keys replaced, in their
+    normalised form: the run-time additions a YAML file cannot know (paths of this run)."""
+    base = profile if isinstance(profile, profile_mod.Profile) else profile_mod.load(profile)
+    return profile_mod.Profile(base.name, base.path, base.chain, dict(base.data, **data), base.origins)
+
+
 def derive(profile, tree, size):
     """The profile plus a tmpfs at the tree's path (validated by the profile schema)."""
     base = profile if isinstance(profile, profile_mod.Profile) else profile_mod.load(profile)
-    data = dict(base.data)
-    tmpfs = dict(data.get("tmpfs", {}))
+    tmpfs = dict(base.get("tmpfs", {}))
     tmpfs.update(profile_mod.SCHEMA["tmpfs"]({tree: {"size": size, "mode": "0755", "inodes": 1 << 20}},
                                              "--sandbox-tree-size"))
-    data["tmpfs"] = tmpfs
-    return profile_mod.Profile(base.name, base.path, base.chain, data, base.origins)
+    return changed(base, tmpfs=tmpfs)
 
 
 def environment(passed):

@@ -169,17 +169,18 @@ class Grader:
             r = self._run(test.setup, test, network=self.opts["setup_network"])
             self._show("setup output", r)
             if r.status != "OK":
-                return dict(outcome, status="error", message=self._setup_failed(r), duration=r.wall_time_s,
-                            execution_time=f"{time.monotonic() - started:.2f}s")
+                return self._finish(outcome, started, r, "error", self._setup_failed(r))
         r = self._run(test.run, test, stdin=test.input.encode())
         self._show("output", r)
-        status, message = judge(test, r)
-        outcome.update(status=status, message=message, score=test.points if status == "pass" else 0,
+        return self._finish(outcome, started, r, *judge(test, r))
+
+    def _finish(self, outcome, started, r, status, message):
+        outcome.update(status=status, message=message, score=outcome["max_score"] if status == "pass" else 0,
                        verdict=r.status, cpu_time_s=r.cpu_time_s, wall_time_s=r.wall_time_s,
                        memory_peak_bytes=r.memory_peak_bytes, duration=round(time.monotonic() - started, 3),
                        execution_time=f"{time.monotonic() - started:.2f}s")
         # ours, after the program's output is closed and printed indented
-        self.write(f"--- {test.name}: {status}, {outcome['score']}/{test.points} points"
+        self.write(f"--- {outcome['name']}: {status}, {outcome['score']}/{outcome['max_score']} points"
                    f"{': ' + message if message else ''}\n")
         return outcome
 

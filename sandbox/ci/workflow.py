@@ -42,12 +42,19 @@ def set_outputs(values):
     path = os.environ.get("GITHUB_OUTPUT")
     if not path:
         return False
-    with open(path, "a", encoding="utf-8") as f:
-        for name, value in values.items():
-            value = str(value)
-            if "\n" in value:
-                delim = f"EOF_{secrets.token_hex(8)}"
-                f.write(f"{name}<<{delim}\n{value}\n{delim}\n")
-            else:
-                f.write(f"{name}={value}\n")
+    lines = []
+    for name, value in values.items():
+        value = str(value)
+        if "\n" in value:
+            delim = f"EOF_{secrets.token_hex(8)}"
+            lines.append(f"{name}<<{delim}\n{value}\n{delim}\n")
+        else:
+            lines.append(f"{name}={value}\n")
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("".join(lines))
+    except OSError as e:
+        from sandbox.errors import UsageError
+        raise UsageError(f"cannot append the step's outputs to {path}: {e.strerror}", "$GITHUB_OUTPUT",
+                         "run inside a GitHub Actions step, or unset GITHUB_OUTPUT") from None
     return True

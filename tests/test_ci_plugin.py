@@ -258,3 +258,15 @@ def test_third_party_suite_same_counts_with_and_without_sandbox(user, workdir):
     assert counts["plain"] == counts["sandbox"]
     assert len(counts["plain"]) > 150 and any(o == "skipped" for _, o in counts["plain"])
     assert not os.path.exists(os.path.join(project, "__pycache__"))
+
+
+def test_conftest_options_go_through_sandbox_arg_and_collect_only_lists(user, workdir):
+    """The outer pytest loads no conftest.py, so an option it adds is given with --sandbox-arg."""
+    project = make_project(user, os.path.join(workdir, "options"), "options")
+    r, outcomes = pytest_as(user, project, "--sandbox")
+    assert r.returncode == 0 and outcomes["test_slow"][0] == "skipped", no_traceback(r)
+    r, outcomes = pytest_as(user, project, "--sandbox", "--sandbox-arg=--runslow")
+    assert r.returncode == 0 and outcomes["test_slow"][0] == "passed", no_traceback(r)
+    r, outcomes = pytest_as(user, project, "--sandbox", "--collect-only", "-q")
+    out = no_traceback(r)
+    assert r.returncode == 0 and "tests/test_opt.py::test_slow" in out and "1 sandbox (1 OK)" in out, out

@@ -36,6 +36,9 @@ def pytest_addoption(parser):
                     help="pass this environment variable into the sandbox (nothing else is passed)")
     group.addoption("--sandbox-limit", action="append", default=[], metavar="KEY=VALUE",
                     help="override a limit of the profile, e.g. cpu_time=60s, memory=1G (repeatable)")
+    group.addoption("--sandbox-arg", action="append", default=[], metavar="ARG",
+                    help="an argument for the sandboxed pytest only, e.g. an option the project's conftest.py "
+                         "adds (the outer pytest loads no conftest, so it does not know them; repeatable)")
     group.addoption("--sandbox-tree-size", default="1G", metavar="SIZE",
                     help="size of the tmpfs holding the sandbox's copy of the project's tree (default 1G)")
     parser.addini("sandbox_run_profile", "profile of the sandbox_run fixture (default: python3)", default="python3")
@@ -89,6 +92,7 @@ class Options:
             elif name in os.environ:
                 self.env[name] = os.environ[name]
         self.limits = parse_limits(config.getoption("sandbox_limit"), "--sandbox-limit")
+        self.inner_args = list(config.getoption("sandbox_arg"))
 
 
 def parse_limits(items, where):

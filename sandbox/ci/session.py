@@ -18,7 +18,7 @@ from .replay import LIMIT_STATUSES, Replayer, figures
 # Options that only make sense for the outer pytest (it writes the XML; the inner's tmp
 # files live in the sandbox's /tmp) and our own: never passed to the inner pytest.
 OUTER_ONLY = {"--junitxml", "--junit-xml", "--junit-prefix", "--basetemp", "--sandbox-scope", "--sandbox-env",
-              "--sandbox-limit", "--sandbox-tree-size"}
+              "--sandbox-limit", "--sandbox-tree-size", "--sandbox-arg"}
 OUTER_FLAGS = {"--sandbox"}
 # `-o addopts= -o pythonpath=` keep the project's ini from bringing code into the OUTER
 # pytest (README); the inner pytest must see the project's ini as it is.
@@ -75,9 +75,9 @@ class Controller:
             raise pytest.UsageError(f"--sandbox={opts.profile}: {e}") from None
         self.binds, self.skip = box.plan_binds(self.profile, self.tree, box.import_paths())
         self.env = box.environment(opts.env)
-        self.args = inner_args(config, opts)
+        self.args = inner_args(config, opts) + opts.inner_args
         self.results = []          # (what, Result) of every sandbox, for the summary
-        self.run, self.replayer = None, None
+        self.run, self.replayer, self.messages = None, None, None
 
     def start(self, only=None, collect_only=False, limits=None):
         cfg = {"tree_src": box.TREE_SRC, "tree": self.tree, "skip": self.skip, "cwd": self.cwd,
@@ -111,6 +111,8 @@ class Controller:
             raise session.Interrupted(f"{session.testsfailed} error{'s' if session.testsfailed != 1 else ''} "
                                       "during collection")
         if session.config.option.collectonly:
+            for _ in self.messages or ():      # the inner --collect-only session's end
+                pass
             self._close()
             return
         if self.opts.scope == "test":

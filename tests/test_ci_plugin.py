@@ -204,15 +204,16 @@ def test_bad_options_say_what_and_run_nothing(user, limits_project, args, messag
 
 def test_project_ini_plugin_is_refused_and_the_workaround_keeps_it_inside(user, workdir):
     """`addopts = -p evilplugin` is imported by pytest before any plugin can act: the
-    plugin refuses to go on; with `python -P -m pytest -o addopts= -o pythonpath=` the
-    project's plugin runs only inside, where the inner pytest honours the ini."""
+    plugin refuses to go on; with the hardened command line the project's plugin runs
+    only inside, where the inner pytest honours the ini."""
     project = make_project(user, os.path.join(workdir, "addopts"), "addopts", HOME=user.home)
     marker = os.path.join(user.home, "evilplugin-ran")
     r, outcomes = pytest_as(user, project, "--sandbox")
     err = no_traceback(r)
     assert r.returncode == 4 and "already ran outside the sandbox" in err and "evilplugin" in err, err
     os.unlink(marker)
-    r, outcomes = pytest_as(user, project, "-o", "addopts=", "-o", "pythonpath=", "--sandbox", python_flags=["-P"])
+    r, outcomes = pytest_as(user, project, "-p", "sandbox", "-o", "addopts=", "-o", "pythonpath=", "--sandbox",
+                            python_flags=["-P"], env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
     assert r.returncode == 0, no_traceback(r)
     assert outcomes == {"test_inside": ("passed", None, {})}
     assert not os.path.exists(marker)

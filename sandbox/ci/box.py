@@ -77,6 +77,9 @@ def environment(passed):
     """The inner's whole environment: PATH with the venv first, and only what was passed."""
     venv_bin = os.path.dirname(os.path.abspath(sys.executable))
     env = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    # the inner pytest loads the plugins the outer was told to (-p sandbox without autoload)
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]
     env.update(passed)
     return env
 

@@ -66,7 +66,8 @@ def pytest_load_initial_conftests(early_config, parser, args):
             f"--sandbox: code of the project under test already ran outside the sandbox: module(s) "
             f"{', '.join(ran)} from {tree} were imported before this plugin was loaded (by -p in the project's "
             "addopts, its pythonpath, or a pytest11 entry point it installed); fix: run "
-            "`python -P -m pytest -o addopts= -o pythonpath= --sandbox ...` (see README, pytest plugin)")
+            "`PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -P -m pytest -p sandbox -o addopts= -o pythonpath= --sandbox` "
+            "(README: pytest plugin)")
 
 
 def _inside(path, tree):

@@ -9,8 +9,10 @@ charged to the sandbox's limits, and everything written (.pytest_cache, __pycach
 files the tests write) vanishes with it.  The interpreter, its venv and every import path
 of the outer pytest (editable installs included) are bound read-only at their own paths.
 """
+import json
 import os
 import sys
+import tempfile
 import threading
 
 import sandbox
@@ -89,9 +91,6 @@ class Run:
     come.  `result` is the sandbox's Result once iteration ends (or `error`)."""
 
     def __init__(self, profile, argv, *, binds, env, cwd, limits):
-        import json
-        import tempfile
-        self._json = json
         self.result, self.error = None, None
         self.stderr = tempfile.TemporaryFile(prefix="sandbox-ci-stderr-")
         self._read, self._write = os.pipe()
@@ -115,7 +114,7 @@ class Run:
         self._lines = os.fdopen(self._read, "rb")
         for line in self._lines:
             try:
-                message = self._json.loads(line)
+                message = json.loads(line)
             except ValueError:
                 continue            # not ours: a program inside wrote to the channel
             if isinstance(message, dict):

@@ -46,8 +46,11 @@ def pytest_addoption(parser):
                   default=[])
 
 
+CONTROLLER = pytest.StashKey()
+
+
 def _active(config):
-    return getattr(config, "_sandbox_ci", None)
+    return config.stash.get(CONTROLLER, None)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -118,7 +121,7 @@ def pytest_configure(config):
     if config.getoption("sandbox", None) is None:
         return
     from .session import Controller
-    config._sandbox_ci = Controller(config, Options(config))
+    config.stash[CONTROLLER] = Controller(config, Options(config))
     # the outer pytest writes nothing into the project's tree: the cache lives (and dies)
     # inside the sandbox, so --lf/--ff/--sw do not carry over from one run to the next
     for name in ("lfplugin", "nfplugin", "stepwiseplugin"):
@@ -143,6 +146,12 @@ def pytest_runtestloop(session):
         return None
     controller.runtestloop(session)
     return True
+
+
+def pytest_unconfigure(config):
+    controller = _active(config)
+    if controller is not None:        # an interrupted session: end its sandbox now, not at exit
+        controller.abandon()
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -203,6 +203,11 @@ class Controller:
         self.results.append(run.result)
         return run.result
 
+    def abandon(self):
+        run, self.run = self.run, None
+        if run is not None:
+            run.close()
+
     def _why(self, result, what):
         status = f"{result.status}: {result.message}" if result is not None else "the sandbox did not start"
         tail = self.tail.strip()

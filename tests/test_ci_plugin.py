@@ -271,3 +271,31 @@ def test_conftest_options_go_through_sandbox_arg_and_collect_only_lists(user, wo
     r, outcomes = pytest_as(user, project, "--sandbox", "--collect-only", "-q")
     out = no_traceback(r)
     assert r.returncode == 0 and "tests/test_opt.py::test_slow" in out and "1 sandbox (1 OK)" in out, out
+
+
+def test_venv_inside_the_project_is_bound_not_copied_and_warnings_come_back(user, workdir):
+    """A project with its own .venv (here one that extends this venv): the interpreter runs
+    from it inside, the copy leaves it out, and a warning raised inside reaches the summary."""
+    project = os.path.join(workdir, "venvproj")
+    os.makedirs(os.path.join(project, "tests"))
+    with open(os.path.join(project, "tests", "test_v.py"), "w") as f:
+        f.write("import sys, warnings\n\n\ndef test_a():\n"
+                "    warnings.warn('careful now', DeprecationWarning)\n"
+                f"    assert sys.prefix == {os.path.join(project, '.venv')!r}\n")
+    if os.geteuid() == 0:
+        for base, dirs, files in os.walk(workdir):
+            for name in dirs + files + ["."]:
+                os.lchown(os.path.join(base, name), user.uid, user.gid)
+    base_python = os.path.realpath(sys.executable)
+    assert user.run([base_python, "-m", "venv", "--without-pip", os.path.join(project, ".venv")]).returncode == 0
+    site = os.path.join(project, ".venv", "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                        "site-packages")
+    import sysconfig
+    with open(os.path.join(site, "outer.pth"), "w") as f:
+        f.write(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    venv_python = os.path.join(project, ".venv", "bin", "python")
+    r = user.run([venv_python, "-m", "pytest", "--sandbox", "-W", "default"], cwd=project, timeout=240)
+    out = no_traceback(r)
+    assert r.returncode == 0, out
+    assert "1 passed, 1 warning" in out and "careful now" in out
+    assert sorted(os.listdir(project)) == [".venv", "tests"]

@@ -240,3 +240,24 @@ def test_grade_points_are_outputs_and_forged_ones_are_not(user, workspace):
     assert reports == [("notice", "Autograding report", '{"totalPoints": 2, "maxPoints": 10}')]
     assert runner.masks == [] and not [a for a in runner.annotations if a[0] == "error"]
     assert "### Autograding: 2/10 points" in runner.summary
+
+
+def test_at_most_ten_annotations_for_limit_verdicts(user, workspace):
+    """Twelve tests end MLE: ten error annotations (GitHub's per-step cap), then one warning
+    saying how many more there were."""
+    repo = os.path.join(workspace, "repo")
+    os.makedirs(os.path.join(repo, ".github", "classroom"))
+    tests = [{"name": f"hog {i}", "run": "python3 -c 'bytearray(512 << 20)'", "points": 1} for i in range(12)]
+    with open(os.path.join(repo, ".github", "classroom", "autograding.json"), "w") as f:
+        json.dump({"tests": tests}, f)
+    if os.geteuid() == 0:
+        for base, dirs, files in os.walk(repo):
+            for name in dirs + files + ["."]:
+                os.lchown(os.path.join(base, name), user.uid, user.gid)
+    runner = Runner(user, workspace)
+    outs, failed = runner.run(grade=".github/classroom/autograding.json", limits="memory=64M",
+                              **{"working-directory": "repo"})
+    assert outs["points"] == "0", runner.log
+    errors = [a for a in runner.annotations if a[0] == "error"]
+    assert len(errors) == 10 and all(a[1].startswith("sandbox: MLE in hog ") for a in errors), runner.annotations
+    assert [a[2] for a in runner.annotations if a[0] == "warning"] == ["2 more limit verdicts: see the job summary"]

@@ -216,7 +216,8 @@ jobs:
 
 
 @pytest.mark.parametrize("tests, what", [
-    ([{"name": "a", "run": "true", "pionts": 1}], "tests[0].pionts: unknown key 'pionts'\n  fix: did you mean 'points'?"),
+    ([{"name": "a", "run": "true", "pionts": 1}],
+     "tests[0].pionts: unknown key 'pionts'\n  fix: did you mean 'points'?"),
     ([{"name": "a", "run": "true", "comparison": "exactly"}], "tests[0].comparison: 'exactly' is not a comparison"),
     ([{"name": "a"}], "tests[0].run: missing or empty 'run'"),
     ([{"name": "a", "run": "true", "timeout": "soon"}], "tests[0].timeout: timeout 'soon' is not a number"),

@@ -174,7 +174,13 @@ def test_scope_test_gives_each_test_its_marker_limits_and_verdict(user, limits_p
     assert props["sandbox_status"] == "TLE" and float(props["sandbox_cpu_time_s"]) >= 1.0
     assert outcomes["test_last"][2]["sandbox_status"] == "OK"
     assert float(outcomes["test_last"][2]["sandbox_cpu_time_s"]) >= 0.05
-    assert "5 sandboxes" in out or "6 sandboxes" in out
+    assert outcomes["test_exits_hard"][1] == "RE: exited with status 3"
+    # a misspelt limit fails its own test, saying what and how to fix it
+    assert outcomes["test_bad_marker"][0] == "error" and \
+        "@pytest.mark.sandbox(memroy='1G'): --sandbox: limits.memroy: unknown key 'memroy'" in \
+        outcomes["test_bad_marker"][1], outcomes["test_bad_marker"]
+    assert "did you mean 'memory'" in outcomes["test_bad_marker"][1]
+    assert "7 sandboxes (1 MLE, 3 OK, 2 RE, 1 TLE)" in out, out
 
 
 def test_scope_session_kill_fails_that_test_and_the_rest_continue(user, limits_project):
@@ -184,9 +190,11 @@ def test_scope_session_kill_fails_that_test_and_the_rest_continue(user, limits_p
     assert r.returncode == 1, out
     assert outcomes["test_spins"][1].startswith("TLE: CPU time limit exceeded"), outcomes
     assert outcomes["test_spins"][2]["sandbox_status"] == "TLE"
-    assert outcomes["test_first"][0] == outcomes["test_last"][0] == "passed"
+    assert outcomes["test_first"][0] == outcomes["test_last"][0] == outcomes["test_bad_marker"][0] == "passed"
     assert outcomes["test_fails"][0] == "failure"
-    assert "2 sandboxes (1 OK, 1 TLE)" in out or "2 sandboxes (1 RE, 1 TLE)" in out, out
+    assert outcomes["test_exits_hard"][1] == "RE: exited with status 3"
+    # killed at test_spins, died at test_exits_hard, then a third sandbox ran test_last
+    assert "3 sandboxes (1 OK, 1 RE, 1 TLE)" in out, out
 
 
 @pytest.mark.parametrize("args, message", [

@@ -158,33 +158,28 @@ class Controller:
         rep = self.replayer
         for nodeid in list(rep.order):
             limits = rep.items[nodeid]["limits"]
-            try:
-                self.run = self.start(only=[nodeid], limits=limits)
-            except Exception as e:
-                rep.lost(nodeid, f"@pytest.mark.sandbox{tuple(limits.items())}: {e}")
-                self._stop_if_asked(session)
-                continue
+            self.run = self.start(only=[nodeid], limits=limits)
             buffered = [m for m in self.run if m["t"] not in ("collected", "deselected")]
-            result = self._close()
-            if result is None:
-                rep.lost(nodeid, self._why(result, "did not run"))
+            try:
+                result = self._close()
+            except pytest.UsageError as e:      # the marker's limits are wrong: this test's problem
+                args = ", ".join(f"{k}={v!r}" for k, v in limits.items())
+                rep.lost(nodeid, f"@pytest.mark.sandbox({args}): {e}")
                 self._stop_if_asked(session)
                 continue
             props = figures(result)
+            ended = result.status in LIMIT_STATUSES
             for message in buffered:
                 if message["t"] == "report":
                     message["report"]["user_properties"] = list(message["report"].get("user_properties", [])) + \
                         [list(p) for p in props]
-                if result.status in LIMIT_STATUSES and message["t"] in ("logfinish", "finish"):
-                    continue
-                if result.status in LIMIT_STATUSES and message["t"] == "report" and \
-                        message["report"].get("when") == "teardown":
+                # a test the sandbox ended gets the verdict as its last phase instead
+                if ended and (message["t"] in ("logfinish", "finish") or
+                              message["t"] == "report" and message["report"].get("when") == "teardown"):
                     continue
                 rep.running_message(message)
-            if result.status in LIMIT_STATUSES:
+            if ended or nodeid not in rep.done:     # ended by a limit, or the inner pytest died (os._exit...)
                 rep.verdict(nodeid, result, props)
-            elif nodeid not in rep.done:
-                rep.lost(nodeid, self._why(result, "reported nothing for this test"))
             self._stop_if_asked(session)
 
     # ------------------------------------------------------------ endings

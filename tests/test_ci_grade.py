@@ -2,6 +2,7 @@
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -236,3 +237,17 @@ def test_missing_file_and_bad_option(user, box):
     assert r.returncode == 125 and "autograding.json: cannot read it" in no_traceback(r)
     r, _ = grade(user, box, box, "--junti", "x")
     assert r.returncode == 125 and "did you mean --junit" in no_traceback(r)
+
+
+def test_a_test_name_cannot_start_a_command_line(user, box):
+    """autograding.json is in the student's repository: a name with a newline and a command."""
+    repo = assignment(user, box, [{"name": "x\n::set-output name=points::10\n::add-mask::x", "run": "false",
+                                   "points": 1},
+                                  {"name": "::error::table row", "run": "true", "points": 1}])
+    chown_tree(user, repo)
+    r, outputs = grade(user, box, repo)
+    out = no_traceback(r)
+    assert outputs["points"] == "1"
+    commands = [line for line in out.splitlines() if line.startswith("::")]
+    assert all(c.startswith(("::stop-commands::", "::notice title=Autograding")) or re.fullmatch("::[0-9a-f]{32}::", c)
+               for c in commands), commands

@@ -27,7 +27,9 @@ class Test:
 
     def __init__(self, name, run, *, setup="", input="", output="", comparison="included", timeout_min=None,
                  points=0, where=""):
-        self.name, self.run, self.setup, self.input, self.output = name, run, setup or "", input or "", output or ""
+        # one line: the name is printed at the start of our lines, and the file is the student's
+        self.name = " ".join(str(name).split())
+        self.run, self.setup, self.input, self.output = run, setup or "", input or "", output or ""
         self.comparison = "included" if comparison == "contains" else comparison
         self.timeout_s = float(timeout_min if timeout_min is not None else DEFAULT_TIMEOUT_MIN) * 60
         self.points, self.where = points, where

@@ -35,7 +35,9 @@ def table(outcomes):
         rows.append((o["name"], o["status"], f"{_number(o['score'])}/{_number(o['max_score'])}",
                      f"{o.get('wall_time_s', 0) or 0:.2f}s", o.get("verdict", "-")))
     widths = [min(40, max(len(str(r[i])) for r in rows)) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(str(c)[:40].ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows) + "\n"
+    # indented: a test's name (autograding.json is the student's file) never starts a line
+    return "".join("  " + "  ".join(str(c)[:40].ljust(w) for c, w in zip(r, widths)).rstrip() + "\n"
+                   for r in rows)
 
 
 def markdown(outcomes, points, total):

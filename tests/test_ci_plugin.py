@@ -108,6 +108,7 @@ def leaky(user, secret_service):
 
 SECRETS = {"LEAKY_SECRET": "hunter2", "GITHUB_TOKEN": "ghs_leaky"}
 LEAKS = ("test_env_secret", "test_github_token", "test_ssh_key", "test_network", "test_write_outside")
+ALWAYS = {"test_tree_writes": "passed", "test_prints_workflow_commands": "failure"}
 
 
 def _markers(user):
@@ -121,8 +122,8 @@ def _markers(user):
 def test_without_sandbox_every_leak_works(user, leaky):
     """The control: the sample's tests really do reach the secrets when nothing stops them."""
     r, outcomes = pytest_as(user, leaky, env=SECRETS)
-    assert r.returncode == 0, no_traceback(r)
-    assert {n: o[0] for n, o in outcomes.items()} == {n: "passed" for n in LEAKS + ("test_tree_writes",)}
+    assert r.returncode == 1, no_traceback(r)
+    assert {n: o[0] for n, o in outcomes.items()} == dict({n: "passed" for n in LEAKS}, **ALWAYS)
     assert _markers(user) == ["leaky-conftest-ran", "leaky-module-imported", ".leaky-rc tampered"]
     assert os.path.exists(os.path.join(leaky, "tree-file.txt"))
 
@@ -131,7 +132,7 @@ def test_sandbox_stops_every_leak_and_runs_no_project_code_outside(user, leaky):
     r, outcomes = pytest_as(user, leaky, "--sandbox", "-ra", env=SECRETS)
     out = no_traceback(r)
     assert r.returncode == 1, out
-    assert {n: o[0] for n, o in outcomes.items()} == dict({n: "failure" for n in LEAKS}, test_tree_writes="passed")
+    assert {n: o[0] for n, o in outcomes.items()} == dict({n: "failure" for n in LEAKS}, **ALWAYS)
     # conftest.py and the test module ran only inside: their host markers never appeared
     assert _markers(user) == []
     # what the tests (and pytest inside) wrote into the tree went to the throw-away copy
@@ -145,7 +146,20 @@ def test_sandbox_env_passes_only_what_is_named(user, leaky):
                             env=SECRETS)
     assert r.returncode == 1, no_traceback(r)
     assert {n: o[0] for n, o in outcomes.items()} == {"test_env_secret": "passed", "test_github_token": "failure"}
-    assert "2/6 tests collected (4 deselected)" in r.stdout.decode() or "4 deselected" in r.stdout.decode()
+    assert "5 deselected" in r.stdout.decode()
+
+
+def test_under_github_actions_the_output_can_issue_no_command(user, leaky):
+    """The outer pytest prints what the tests captured: under GITHUB_ACTIONS all of its
+    output sits between ::stop-commands::TOKEN and ::TOKEN::, with a token made outside."""
+    r, outcomes = pytest_as(user, leaky, "--sandbox", "-k", "workflow_commands", env={"GITHUB_ACTIONS": "true"})
+    lines = no_traceback(r).splitlines()
+    assert outcomes["test_prints_workflow_commands"][0] == "failure"
+    assert "::set-output name=result::forged" in lines and "::add-mask::hunter2" in lines
+    token = lines[0][len("::stop-commands::"):]
+    assert lines[0].startswith("::stop-commands::") and len(token) == 32 and lines[-1] == f"::{token}::"
+    assert [line for line in lines if line.startswith("::")][1:-1] == ["::add-mask::hunter2",
+                                                                       "::set-output name=result::forged"]
 
 
 def test_exitfirst_stops_the_sandboxed_run(user, leaky):

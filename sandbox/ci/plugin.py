@@ -39,6 +39,9 @@ def pytest_addoption(parser):
     group.addoption("--sandbox-arg", action="append", default=[], metavar="ARG",
                     help="an argument for the sandboxed pytest only, e.g. an option the project's conftest.py "
                          "adds (the outer pytest loads no conftest, so it does not know them; repeatable)")
+    group.addoption("--sandbox-stop-commands", choices=("auto", "on", "off"), default="auto",
+                    help="wrap the whole output in ::stop-commands:: so that nothing the tests print (captured "
+                         "output, messages) can issue a GitHub workflow command; auto: on under GITHUB_ACTIONS")
     group.addoption("--sandbox-tree-size", default="1G", metavar="SIZE",
                     help="size of the tmpfs holding the sandbox's copy of the project's tree (default 1G)")
     parser.addini("sandbox_run_profile", "profile of the sandbox_run fixture (default: python3)", default="python3")
@@ -121,7 +124,13 @@ def pytest_configure(config):
     if config.getoption("sandbox", None) is None:
         return
     from .session import Controller
-    config.stash[CONTROLLER] = Controller(config, Options(config))
+    controller = config.stash[CONTROLLER] = Controller(config, Options(config))
+    stop = config.getoption("sandbox_stop_commands")
+    if stop == "on" or stop == "auto" and os.environ.get("GITHUB_ACTIONS") == "true":
+        import secrets
+        controller.stop_token = secrets.token_hex(16)      # made here: nothing inside can know it
+        sys.stdout.write(f"::stop-commands::{controller.stop_token}\n")
+        sys.stdout.flush()
     # the outer pytest writes nothing into the project's tree: the cache lives (and dies)
     # inside the sandbox, so --lf/--ff/--sw do not carry over from one run to the next
     for name in ("lfplugin", "nfplugin", "stepwiseplugin"):
@@ -152,6 +161,9 @@ def pytest_unconfigure(config):
     controller = _active(config)
     if controller is not None:        # an interrupted session: end its sandbox now, not at exit
         controller.abandon()
+        if controller.stop_token:
+            sys.stdout.write(f"\n::{controller.stop_token}::\n")
+            sys.stdout.flush()
 
 
 def pytest_terminal_summary(terminalreporter, config):

@@ -78,6 +78,7 @@ class Controller:
         self.args = inner_args(config, opts) + opts.inner_args
         self.results = []          # (what, Result) of every sandbox, for the summary
         self.run, self.replayer, self.messages = None, None, None
+        self.stop_token = None     # set by the plugin when the output is wrapped in ::stop-commands::
 
     def start(self, only=None, collect_only=False, limits=None):
         cfg = {"tree_src": box.TREE_SRC, "tree": self.tree, "skip": self.skip, "cwd": self.cwd,

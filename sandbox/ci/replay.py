@@ -10,7 +10,7 @@ import builtins
 import warnings
 
 import pytest
-from _pytest.reports import TestReport     # the class pytest_runtest_logreport receives
+from pytest import CollectReport, TestReport
 
 LIMIT_STATUSES = ("TLE", "MLE", "OLE", "SYS", "SG", "XX")
 FIGURES = (("status", "status"), ("cpu_time_s", "cpu_time_s"), ("wall_time_s", "wall_time_s"),
@@ -79,7 +79,6 @@ class Replayer:
         session.items = items
         session.testscollected = len(items)
         # one report carrying every item, so the terminal counts "collected N items"
-        from _pytest.reports import CollectReport
         self.hook.pytest_collectreport(report=CollectReport("", "passed", None, items + gone))
         if gone:
             self.hook.pytest_deselected(items=gone)

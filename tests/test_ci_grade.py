@@ -237,6 +237,10 @@ def test_missing_file_and_bad_option(user, box):
     assert r.returncode == 125 and "autograding.json: cannot read it" in no_traceback(r)
     r, _ = grade(user, box, box, "--junti", "x")
     assert r.returncode == 125 and "did you mean --junit" in no_traceback(r)
+    r, _ = grade(user, box, box, "--limit", "memroy=1G")
+    assert r.returncode == 125 and "--limit: unknown limit 'memroy'\n  fix: did you mean 'memory'?" in no_traceback(r)
+    r, _ = grade(user, box, box, "--limit", "memory=lots")
+    assert r.returncode == 125 and "--limit: " in no_traceback(r) and "lots" in r.stderr.decode()
 
 
 def test_a_test_name_cannot_start_a_command_line(user, box):

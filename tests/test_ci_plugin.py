@@ -321,3 +321,12 @@ def test_venv_inside_the_project_is_bound_not_copied_and_warnings_come_back(user
     assert r.returncode == 0, out
     assert "1 passed, 1 warning" in out and "careful now" in out
     assert sorted(os.listdir(project)) == [".venv", "tests"]
+
+
+def test_a_tree_larger_than_its_tmpfs_is_a_clear_error(user, limits_project):
+    with open(os.path.join(limits_project, "big.bin"), "wb") as f:
+        f.write(b"x" * (1 << 20))
+    r, outcomes = pytest_as(user, limits_project, "--sandbox", "--sandbox-tree-size=256K")
+    err = no_traceback(r)
+    assert r.returncode == 4 and outcomes == {}, err
+    assert "cannot copy the project's tree into the sandbox" in err and "raise --sandbox-tree-size" in err

@@ -76,6 +76,7 @@ def _parse(argv):
                 key, eq2, val = value.partition("=")
                 if not eq2:
                     raise UsageError(f"{value!r} is not KEY=VALUE", "--limit", "write e.g. --limit memory=512M")
+                _check_limit(key, val)
                 opts["limits"][key] = val
             else:
                 opts[values[name]] = value
@@ -90,6 +91,19 @@ def _parse(argv):
             raise UsageError(f"unexpected argument {arg!r}", "sandbox grade", "give one repository directory")
         i += 1
     return opts
+
+
+def _check_limit(key, value):
+    """Refused here, naming --limit, rather than by the first run."""
+    from sandbox import profile as profile_mod
+    from sandbox.errors import ProfileError, did_you_mean
+    checks = profile_mod.SCHEMA["limits"]
+    if key not in checks:
+        raise UsageError(f"unknown limit {key!r}", "--limit", did_you_mean(key, checks, f"limits: {', '.join(checks)}"))
+    try:
+        checks[key](value, f"--limit {key}")
+    except ProfileError as e:
+        raise UsageError(e.what, "--limit", e.fix) from None
 
 
 def copy_repository(src, dst, cap):

@@ -102,7 +102,8 @@ def main(argv):
     try:
         copy_tree(cfg["tree_src"], cfg["tree"], set(cfg["skip"]))
     except OSError as e:
-        print(f"sandbox: cannot copy the project's tree into the sandbox: {e}", file=sys.stderr)
+        hint = " (raise --sandbox-tree-size)" if "No space left" in str(e) else ""
+        print(f"sandbox: cannot copy the project's tree into the sandbox: {e}{hint}", file=sys.stderr)
         return 3
     os.chdir(cfg["cwd"])
     if cfg.get("path0"):

@@ -194,12 +194,14 @@ def test_scope_test_gives_each_test_its_marker_limits_and_verdict(user, limits_p
         "@pytest.mark.sandbox(memroy='1G'): --sandbox: limits.memroy: unknown key 'memroy'" in \
         outcomes["test_bad_marker"][1], outcomes["test_bad_marker"]
     assert "did you mean 'memory'" in outcomes["test_bad_marker"][1]
-    assert "7 sandboxes (1 MLE, 3 OK, 2 RE, 1 TLE)" in out, out
+    assert outcomes["test_denied_call"][1].startswith("SYS: killed by the seccomp policy default: unshare"), \
+        outcomes["test_denied_call"]
+    assert "8 sandboxes (1 MLE, 3 OK, 2 RE, 1 SYS, 1 TLE)" in out, out
 
 
 def test_scope_session_kill_fails_that_test_and_the_rest_continue(user, limits_project):
     r, outcomes = pytest_as(user, limits_project, "--sandbox", "--sandbox-limit", "cpu_time=2s", "-k",
-                            "not hogs")
+                            "not hogs and not denied")
     out = no_traceback(r)
     assert r.returncode == 1, out
     assert outcomes["test_spins"][1].startswith("TLE: CPU time limit exceeded"), outcomes
@@ -246,6 +248,10 @@ def test_sandbox_run_fixture_for_autograders(user, workdir):
     r, outcomes = pytest_as(user, project)
     assert r.returncode == 0, no_traceback(r)
     assert [o[0] for o in outcomes.values()] == ["passed"] * 3
+    # under --sandbox it cannot nest, and says so
+    r, outcomes = pytest_as(user, project, "--sandbox")
+    assert r.returncode == 1 and [o[0] for o in outcomes.values()] == ["error"] * 3, no_traceback(r)
+    assert all("a sandbox cannot start another one" in o[1] for o in outcomes.values())
 
 
 def test_plugin_is_inactive_without_the_option(user, limits_project):

@@ -19,6 +19,7 @@ import sandbox
 from sandbox import profile as profile_mod
 
 TREE_SRC = "/run/sandbox-ci/tree"
+INNER_MARK = "SANDBOX_CI_INNER"      # set inside: sandbox_run says plainly that sandboxes do not nest
 DEFAULT_PROFILE = "pytest"
 
 
@@ -78,7 +79,8 @@ def derive(profile, tree, size):
 def environment(passed):
     """The inner's whole environment: PATH with the venv first, and only what was passed."""
     venv_bin = os.path.dirname(os.path.abspath(sys.executable))
-    env = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED": "1"}
+    env = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED": "1",
+           INNER_MARK: "1"}
     # the inner pytest loads the plugins the outer was told to (-p sandbox without autoload)
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]

@@ -179,6 +179,9 @@ def sandbox_run(request, tmp_path):
     script), with `stdin=`, `limits=`, `profile=` and the other `sandbox.run` arguments.
     Defaults come from the ini keys sandbox_run_profile and sandbox_run_limits."""
     import sandbox
+    if os.environ.get("SANDBOX_CI_INNER"):       # box.INNER_MARK (box is not imported without --sandbox)
+        pytest.fail("sandbox_run cannot work under pytest --sandbox: a sandbox cannot start another one (no "
+                    "nested user namespaces); run the grader's own tests without --sandbox", pytrace=False)
     default_profile = request.config.getini("sandbox_run_profile") or "python3"
     default_limits = parse_limits(request.config.getini("sandbox_run_limits"), "sandbox_run_limits")
     counter = iter(range(1 << 30))

@@ -336,3 +336,12 @@ def test_a_tree_larger_than_its_tmpfs_is_a_clear_error(user, limits_project):
     err = no_traceback(r)
     assert r.returncode == 4 and outcomes == {}, err
     assert "cannot copy the project's tree into the sandbox" in err and "raise --sandbox-tree-size" in err
+
+
+def test_garbled_reports_neither_crash_the_outer_pytest_nor_pass(user, workdir):
+    project = make_project(user, os.path.join(workdir, "garbled"), "garbled")
+    r, outcomes = pytest_as(user, project, "--sandbox")
+    out = no_traceback(r)
+    assert r.returncode == 1, out
+    assert outcomes["test_fine"][0] == "passed" and outcomes["test_garbles"][0] == "passed"
+    assert "sent 6 message(s) that could not be replayed" in out, out

@@ -116,10 +116,14 @@ class Controller:
                 pass
             self._close()
             return
-        if self.opts.scope == "test":
-            self._each_test(session)
-        else:
-            self._whole_session(session)
+        try:
+            if self.opts.scope == "test":
+                self._each_test(session)
+            else:
+                self._whole_session(session)
+        finally:
+            if self.replayer.malformed:     # an inner that garbles its reports cannot make the run pass
+                session.testsfailed += 1
 
     def _stop_if_asked(self, session):
         if session.shouldfail:
@@ -171,12 +175,12 @@ class Controller:
             props = figures(result)
             ended = result.status in LIMIT_STATUSES
             for message in buffered:
-                if message["t"] == "report":
+                if message["t"] == "report" and isinstance(message.get("report"), dict):
                     message["report"]["user_properties"] = list(message["report"].get("user_properties", [])) + \
                         [list(p) for p in props]
                 # a test the sandbox ended gets the verdict as its last phase instead
-                if ended and (message["t"] in ("logfinish", "finish") or
-                              message["t"] == "report" and message["report"].get("when") == "teardown"):
+                if ended and (message["t"] in ("logfinish", "finish") or message["t"] == "report" and
+                              isinstance(message.get("report"), dict) and message["report"].get("when") == "teardown"):
                     continue
                 rep.running_message(message)
             if ended or nodeid not in rep.done:     # ended by a limit, or the inner pytest died (os._exit...)
@@ -220,6 +224,11 @@ class Controller:
                         returncode=exitstatus)
 
     def summary(self, terminal):
+        bad = self.replayer.malformed if self.replayer else []
+        if bad:
+            terminal.write_sep("!", "sandbox: malformed messages", red=True)
+            terminal.write_line(f"the sandboxed pytest sent {len(bad)} message(s) that could not be replayed and were "
+                                f"ignored (so this run fails); the first: {bad[0]}")
         if not self.results:
             return
         verdicts = {}

@@ -261,3 +261,12 @@ def test_at_most_ten_annotations_for_limit_verdicts(user, workspace):
     errors = [a for a in runner.annotations if a[0] == "error"]
     assert len(errors) == 10 and all(a[1].startswith("sandbox: MLE in hog ") for a in errors), runner.annotations
     assert [a[2] for a in runner.annotations if a[0] == "warning"] == ["2 more limit verdicts: see the job summary"]
+
+
+def test_summary_false_writes_none_and_env_names_are_all_that_pass(user, workspace):
+    runner = Runner(user, workspace)
+    runner.extra_env = {"ONE": "1", "TWO": "2", "GITHUB_TOKEN": "ghs_secret"}
+    outs, failed = runner.run(run='echo "${ONE:-x}${TWO:-x}${GITHUB_TOKEN:-x}"; env | sort', env="ONE\nTWO",
+                              summary="false", **{"working-directory": "repo"})
+    assert failed is None and outs["status"] == "OK", runner.log
+    assert runner.summary == "" and "12x" in runner.log and "ghs_secret" not in runner.log

@@ -141,6 +141,14 @@ def test_sandbox_stops_every_leak_and_runs_no_project_code_outside(user, leaky):
     assert "FAILED tests/test_leaks.py::test_network" in out and "1 sandbox (1 RE)" in out
 
 
+def test_a_rootdir_holding_the_home_is_refused(user, leaky):
+    """The tree is visible inside: a rootdir that holds ~ (and ~/.ssh) must not become it."""
+    r, outcomes = pytest_as(user, leaky, "--sandbox", f"--rootdir={user.home}", env=SECRETS)
+    err = no_traceback(r)
+    assert r.returncode == 4 and "holds your home directory" in err and outcomes == {}, err
+    assert _markers(user) == []
+
+
 def test_sandbox_env_passes_only_what_is_named(user, leaky):
     r, outcomes = pytest_as(user, leaky, "--sandbox", "--sandbox-env", "LEAKY_SECRET", "-k", "secret or token",
                             env=SECRETS)

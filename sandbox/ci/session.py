@@ -18,7 +18,7 @@ from .replay import LIMIT_STATUSES, Replayer, figures
 # Options that only make sense for the outer pytest (it writes the XML; the inner's tmp
 # files live in the sandbox's /tmp) and our own: never passed to the inner pytest.
 OUTER_ONLY = {"--junitxml", "--junit-xml", "--junit-prefix", "--basetemp", "--sandbox-scope", "--sandbox-env",
-              "--sandbox-limit", "--sandbox-tree-size", "--sandbox-arg"}
+              "--sandbox-limit", "--sandbox-tree-size", "--sandbox-arg", "--sandbox-stop-commands"}
 OUTER_FLAGS = {"--sandbox"}
 # `-o addopts= -o pythonpath=` keep the project's ini from bringing code into the OUTER
 # pytest (README); the inner pytest must see the project's ini as it is.
@@ -69,14 +69,24 @@ class Controller:
         if not box._under(self.cwd, self.tree):
             raise pytest.UsageError(f"--sandbox: pytest was started in {self.cwd}, outside the project's rootdir "
                                     f"{self.tree}; start it inside the project (or pass --rootdir)")
+        home = os.path.realpath(os.path.expanduser("~"))
+        if box._under(home, os.path.realpath(self.tree)):
+            # the whole tree is visible inside: it must not be a home directory (~/.ssh) or /
+            raise pytest.UsageError(f"--sandbox: the rootdir {self.tree} holds your home directory {home}, which "
+                                    "would then be visible inside the sandbox; run pytest inside the project (with "
+                                    "its pytest.ini, pyproject.toml or setup.cfg), or pass --rootdir=PROJECT")
+        from sandbox import SandboxError
         try:
             self.profile = box.derive(opts.profile, self.tree, opts.tree_size)
-        except Exception as e:
+        except SandboxError as e:
             raise pytest.UsageError(f"--sandbox={opts.profile}: {e}") from None
         self.binds, self.skip = box.plan_binds(self.profile, self.tree, box.import_paths())
+        inifile = str(config.inipath) if config.inipath else None
+        if inifile and not box._under(inifile, self.tree):      # -c FILE from elsewhere: the inner reads it too
+            self.binds.append({"src": inifile, "dst": inifile, "rw": False})
         self.env = box.environment(opts.env)
         self.args = inner_args(config, opts) + opts.inner_args
-        self.results = []          # (what, Result) of every sandbox, for the summary
+        self.results = []          # the Result of every sandbox, for the summary
         self.run, self.replayer, self.messages = None, None, None
         self.stop_token = None     # set by the plugin when the output is wrapped in ::stop-commands::
 

@@ -39,7 +39,9 @@ def pytest_as(user, project, *args, env=None, python_flags=(), timeout=240):
     xml = os.path.join(os.path.dirname(project), "junit.xml")
     if os.path.exists(xml):
         os.unlink(xml)
-    r = user.run([sys.executable, *python_flags, "-m", "pytest", f"--junitxml={xml}", *args],
+    # --basetemp next to the project (removed with it; the sandboxed runs use their own /tmp)
+    basetemp = os.path.join(os.path.dirname(project), "basetemp")
+    r = user.run([sys.executable, *python_flags, "-m", "pytest", f"--junitxml={xml}", f"--basetemp={basetemp}", *args],
                  cwd=project, env=env, timeout=timeout)
     outcomes = {}
     if os.path.exists(xml):

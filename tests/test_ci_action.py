@@ -270,3 +270,37 @@ def test_summary_false_writes_none_and_env_names_are_all_that_pass(user, workspa
                               summary="false", **{"working-directory": "repo"})
     assert failed is None and outs["status"] == "OK", runner.log
     assert runner.summary == "" and "12x" in runner.log and "ghs_secret" not in runner.log
+
+
+def test_grade_setup_network_input_reaches_setup_only(user, workspace):
+    """setup-network: true gives the setup the runner's network (a loopback server stands in);
+    false, and the run always, have none."""
+    import subprocess
+    server = user.popen([sys.executable, "-c",
+                         "import socket\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
+                         "print(s.getsockname()[1], flush=True)\n"
+                         "while True:\n    c, _ = s.accept(); c.sendall(b'pong'); c.close()\n"],
+                        stdout=subprocess.PIPE)
+    try:
+        port = int(server.stdout.readline())
+        fetch = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}))\""
+        repo = os.path.join(workspace, "repo")
+        os.makedirs(os.path.join(repo, ".github", "classroom"))
+        with open(os.path.join(repo, ".github", "classroom", "autograding.json"), "w") as f:
+            json.dump({"tests": [{"name": "setup fetches", "setup": fetch, "run": "true", "points": 1},
+                                 {"name": "run fetches", "run": fetch, "points": 1}]}, f)
+        if os.geteuid() == 0:
+            for base, dirs, files in os.walk(repo):
+                for name in dirs + files + ["."]:
+                    os.lchown(os.path.join(base, name), user.uid, user.gid)
+        points = {}
+        for setting in ("true", "false"):
+            runner = Runner(user, workspace)
+            outs, failed = runner.run(grade=".github/classroom/autograding.json", **{"setup-network": setting,
+                                                                                     "working-directory": "repo"})
+            points[setting] = outs["points"]
+        assert points == {"true": "1", "false": "0"}
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()

@@ -38,7 +38,12 @@ def inputs():
         limits[key] = value
     return {"run": get("run"), "profile": get("profile") or "classroom", "limits": limits,
             "workdir": os.path.abspath(get("working-directory") or "."), "env": _words(get("env")),
-            "grade": get("grade"), "summary": get("summary", "true").lower() not in ("false", "0", "no", "")}
+            "grade": get("grade"), "summary": _true(get("summary", "true")),
+            "setup_network": _true(get("setup-network", "false"))}
+
+
+def _true(value):
+    return value.strip().lower() not in ("false", "0", "no", "")
 
 
 class Tail:
@@ -164,6 +169,8 @@ def grade(opts, report, write):
             "--profile", opts["profile"]] + [f"--limit={k}={v}" for k, v in opts["limits"].items()]
     if opts["summary"] and os.environ.get("GITHUB_STEP_SUMMARY"):
         argv += ["--summary", os.environ["GITHUB_STEP_SUMMARY"]]
+    if opts["setup_network"]:
+        argv.append("--setup-network")
     code = grade_mod.main(argv, write)
     with open(report, encoding="utf-8") as f:
         data = json.load(f)

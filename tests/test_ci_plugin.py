@@ -331,8 +331,15 @@ def test_venv_inside_the_project_is_bound_not_copied_and_warnings_come_back(user
     import sysconfig
     with open(os.path.join(site, "outer.pth"), "w") as f:
         f.write(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    # a plugin installed in that venv, which imports from it later: the venv is the outer
+    # pytest's own environment, not the project's code, so neither is refused nor cut off
+    with open(os.path.join(site, "venvplugin.py"), "w") as f:
+        f.write("def pytest_configure(config):\n    import venvhelper\n")
+    with open(os.path.join(site, "venvhelper.py"), "w") as f:
+        f.write("")
     venv_python = os.path.join(project, ".venv", "bin", "python")
-    r = user.run([venv_python, "-m", "pytest", "--sandbox", "-W", "default"], cwd=project, timeout=240)
+    r = user.run([venv_python, "-m", "pytest", "-p", "venvplugin", "--sandbox", "-W", "default"], cwd=project,
+                 timeout=240)
     out = no_traceback(r)
     assert r.returncode == 0, out
     assert "1 passed, 1 warning" in out and "careful now" in out

@@ -64,9 +64,9 @@ def pytest_load_initial_conftests(early_config, parser, args):
     ns.noconftest = True          # read by the built-in (trylast) implementation right after us
     tree = str(early_config.rootpath)
     here = str(early_config.invocation_params.dir)
-    sys.path[:] = [p for p in sys.path if p and not _inside(os.path.abspath(p), tree) and os.path.abspath(p) != here]
+    sys.path[:] = [p for p in sys.path if p and not _project(os.path.abspath(p), tree) and os.path.abspath(p) != here]
     ran = sorted({m.__name__ for m in list(sys.modules.values())
-                  if _inside(getattr(m, "__file__", None) or "", tree)})
+                  if _project(getattr(m, "__file__", None) or "", tree)})
     if ran:
         raise pytest.UsageError(
             f"--sandbox: code of the project under test already ran outside the sandbox: module(s) "
@@ -78,6 +78,12 @@ def pytest_load_initial_conftests(early_config, parser, args):
 
 def _inside(path, tree):
     return bool(path) and (path == tree or path.startswith(tree.rstrip("/") + "/"))
+
+
+def _project(path, tree):
+    """In the project's tree, and not in the interpreter's own environment (a .venv inside
+    the project holds pytest itself: that is the outer pytest's code, not the project's)."""
+    return _inside(path, tree) and not any(_inside(path, os.path.abspath(p)) for p in (sys.prefix, sys.exec_prefix))
 
 
 class Options:

@@ -29,8 +29,8 @@ def _under(path, parent):
 
 def import_paths():
     """Host paths the inner interpreter needs: prefixes, sys.path, editable-install maps."""
-    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-             os.path.dirname(os.path.dirname(os.path.abspath(sandbox.__file__)))]
+    # (this package is found the same way: site-packages, a sys.path entry or an editable map)
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix]
     paths += [p for p in sys.path if p]
     for name, module in list(sys.modules.items()):
         # setuptools' editable finders map package names to source directories

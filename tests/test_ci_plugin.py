@@ -362,3 +362,39 @@ def test_garbled_reports_neither_crash_the_outer_pytest_nor_pass(user, workdir):
     assert r.returncode == 1, out
     assert outcomes["test_fine"][0] == "passed" and outcomes["test_garbles"][0] == "passed"
     assert "sent 6 message(s) that could not be replayed" in out, out
+
+
+def test_project_installed_editable_is_imported_from_the_copy(user, workdir):
+    """`pip install -e .` (a .pth naming PROJECT/src) into the project's venv: site.py skips
+    that path inside at start-up (the tree's copy is not there yet), so the inner pytest adds
+    the .pth paths again once it is; the package then comes from the throw-away copy."""
+    project = os.path.join(workdir, "edproj")
+    for path, text in {"pyproject.toml": '[build-system]\nrequires = ["setuptools>=64"]\n'
+                                         'build-backend = "setuptools.build_meta"\n'
+                                         '[project]\nname = "edpkg"\nversion = "0.1"\n'
+                                         '[tool.setuptools.packages.find]\nwhere = ["src"]\n',
+                       "src/edpkg/__init__.py": "def answer():\n    return 42\n",
+                       "tests/test_ed.py": "import os\n\nimport edpkg\n\n\ndef test_answer():\n"
+                                           "    assert edpkg.answer() == 42\n"
+                                           f"    assert edpkg.__file__ == {project + '/src/edpkg/__init__.py'!r}\n"
+                                           "    open(os.path.join(os.path.dirname(edpkg.__file__), 'w'), 'w')\n"}.items():
+        os.makedirs(os.path.dirname(os.path.join(project, path)), exist_ok=True)
+        with open(os.path.join(project, path), "w") as f:
+            f.write(text)
+    if os.geteuid() == 0:
+        for base, dirs, files in os.walk(workdir):
+            for name in dirs + files + ["."]:
+                os.lchown(os.path.join(base, name), user.uid, user.gid)
+    venv = os.path.join(project, ".venv")
+    assert user.run([os.path.realpath(sys.executable), "-m", "venv", "--without-pip", venv]).returncode == 0
+    import sysconfig
+    site = os.path.join(venv, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages")
+    with open(os.path.join(site, "outer.pth"), "w") as f:       # pytest and this package from this venv
+        f.write(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    r = user.run([sys.executable, "-m", "pip", "--python", os.path.join(venv, "bin", "python"), "install", "-q",
+                  "--disable-pip-version-check", "-e", project], env={"HOME": workdir}, timeout=300)
+    assert r.returncode == 0, f"pip install -e failed (PyPI unreachable?): {r.stderr.decode()}"
+    r = user.run([os.path.join(venv, "bin", "python"), "-m", "pytest", "--sandbox", "-p", "no:cacheprovider"],
+                 cwd=project, timeout=240)
+    assert r.returncode == 0, no_traceback(r)
+    assert sorted(os.listdir(os.path.join(project, "src", "edpkg"))) == ["__init__.py"]

@@ -94,6 +94,32 @@ def copy_tree(src, dst, skip):
     shutil.copytree(src, dst, symlinks=True, ignore=ignore, dirs_exist_ok=True)
 
 
+def add_pth_paths():
+    """Path lines of the site directories' .pth files, now that the tree exists: at start-up
+    the tree's tmpfs was empty, so site.py left out a project installed editable (a .pth
+    holding /project/src).  Only paths are added; the .pth files' import lines already ran."""
+    import site
+    dirs = site.getsitepackages() + ([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])
+    for sitedir in dirs:
+        try:
+            names = sorted(n for n in os.listdir(sitedir) if n.endswith(".pth"))
+        except OSError:
+            continue
+        for name in names:
+            try:
+                with open(os.path.join(sitedir, name), encoding="utf-8") as f:
+                    lines = f.read().splitlines()
+            except (OSError, UnicodeDecodeError):
+                continue
+            for line in lines:
+                line = line.strip()
+                if not line or line.startswith(("#", "import ", "import\t")):
+                    continue
+                path = os.path.abspath(os.path.join(sitedir, line))
+                if path not in sys.path and os.path.isdir(path):
+                    sys.path.append(path)
+
+
 def main(argv):
     cfg = json.loads(argv[0])
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -105,6 +131,7 @@ def main(argv):
         hint = " (raise --sandbox-tree-size)" if "No space left" in str(e) else ""
         print(f"sandbox: cannot copy the project's tree into the sandbox: {e}{hint}", file=sys.stderr)
         return 3
+    add_pth_paths()
     os.chdir(cfg["cwd"])
     if cfg.get("path0"):
         sys.path.insert(0, cfg["path0"])

@@ -211,6 +211,7 @@ def test_limit_verdict_fails_the_step_with_one_annotation(user, workspace):
     kind, title, message = runner.annotations[0]
     assert (kind, title) == ("error", "sandbox: TLE") and message.startswith("CPU time limit exceeded")
     assert "**TLE**" in runner.summary and "spinning" in runner.summary
+    assert "sandbox: TLE: CPU time limit exceeded" in runner.log
 
 
 def test_summary_fence_cannot_be_closed_by_the_output(user, workspace):
@@ -304,3 +305,18 @@ def test_grade_setup_network_input_reaches_setup_only(user, workspace):
         server.kill()
         server.wait()
         server.stdout.close()
+
+
+@pytest.mark.parametrize("inputs, message", [
+    ({"profile": "no-such-profile"}, "sandbox: error: inputs.profile: no built-in profile named 'no-such-profile'"),
+    ({"limits": "memroy=1G"}, "sandbox: error: inputs.limits: unknown limit 'memroy'\n  fix: did you mean 'memory'?"),
+    ({"limits": "cpu_time"}, "sandbox: error: inputs.limits: 'cpu_time' is not KEY=VALUE"),
+    ({"run": ""}, "sandbox: error: inputs.run: nothing to run"),
+])
+def test_bad_inputs_fail_the_step_naming_the_input(user, workspace, inputs, message):
+    runner = Runner(user, workspace)
+    outs, failed = runner.run(**dict({"run": "true", "working-directory": "repo"}, **inputs))
+    assert failed == ("Run in the sandbox", 125), runner.log
+    assert message in runner.log and "Traceback" not in runner.log
+    # refused before anything ran: no stop-commands left open
+    assert [c for c in runner.commands if c[0] == "stop-commands"] == []

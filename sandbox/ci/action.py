@@ -19,7 +19,9 @@ from sandbox.errors import EXIT_SANDBOX, SandboxError, UsageError
 
 from . import workflow
 
-LIMIT_STATUSES = ("TLE", "MLE", "OLE", "SYS")     # the verdicts that get an annotation
+# the verdicts that get an annotation: the limits, and XX (the sandbox could not be built here,
+# e.g. user namespaces restricted: its message says which setting to change)
+LIMIT_STATUSES = ("TLE", "MLE", "OLE", "SYS", "XX")
 MAX_ANNOTATIONS = 10          # GitHub shows 10 errors per step; the rest are dropped silently
 TAIL_BYTES = 8192
 
@@ -30,13 +32,21 @@ def _words(value):
 
 def inputs():
     get = lambda name, default="": os.environ.get(f"INPUT_{name.upper().replace('-', '_')}", default)  # noqa: E731
+    from .grade import check_limit
     limits = {}
     for item in _words(get("limits")):
         key, eq, value = item.partition("=")
         if not eq:
             raise UsageError(f"{item!r} is not KEY=VALUE", "inputs.limits", "write e.g. limits: cpu_time=60s memory=1G")
+        check_limit(key, value, "inputs.limits")
         limits[key] = value
-    return {"run": get("run"), "profile": get("profile") or "classroom", "limits": limits,
+    profile = get("profile") or "classroom"
+    import sandbox
+    try:                           # refused before anything is printed or run, naming the input
+        sandbox.load_profile(profile)
+    except sandbox.SandboxError as e:
+        raise UsageError(e.what, "inputs.profile", e.fix) from None
+    return {"run": get("run"), "profile": profile, "limits": limits,
             "workdir": os.path.abspath(get("working-directory") or "."), "env": _words(get("env")),
             "grade": get("grade"), "summary": _true(get("summary", "true")),
             "setup_network": _true(get("setup-network", "false"))}
@@ -95,8 +105,8 @@ def run_command(opts, write):
         finally:
             os.close(write_fd)
             text = tail.join()
-        # a resume token not at the start of a line would not be read: end the program's last line first
-        write(("" if tail.last == b"\n" else "\n") + f"::{token}::\n")
+            # a resume token not at the start of a line would not be read: end the program's last line first
+            write(("" if tail.last == b"\n" else "\n") + f"::{token}::\n")
     finally:
         import shutil
         shutil.rmtree(scratch, ignore_errors=True)
@@ -157,6 +167,8 @@ def main(write=None):
     workflow.set_outputs({"status": result.status, "exit-code": result.exit_status, "report": report})
     if opts["summary"]:
         _append_summary(summary_markdown(result, text))
+    if result.status not in ("OK", "RE"):        # ours, after the resume: as the CLI's verdict line
+        print(f"sandbox: {result.status}: {result.message}", file=sys.stderr)
     if result.status in LIMIT_STATUSES:
         annotations([(f"sandbox: {result.status}", result.message)], write)
     return result.exit_status

@@ -76,7 +76,7 @@ def _parse(argv):
                 key, eq2, val = value.partition("=")
                 if not eq2:
                     raise UsageError(f"{value!r} is not KEY=VALUE", "--limit", "write e.g. --limit memory=512M")
-                _check_limit(key, val)
+                check_limit(key, val)
                 opts["limits"][key] = val
             else:
                 opts[values[name]] = value
@@ -93,17 +93,17 @@ def _parse(argv):
     return opts
 
 
-def _check_limit(key, value):
-    """Refused here, naming --limit, rather than by the first run."""
+def check_limit(key, value, where="--limit"):
+    """Refused here, naming the option, rather than by the first run."""
     from sandbox import profile as profile_mod
     from sandbox.errors import ProfileError, did_you_mean
     checks = profile_mod.SCHEMA["limits"]
     if key not in checks:
-        raise UsageError(f"unknown limit {key!r}", "--limit", did_you_mean(key, checks, f"limits: {', '.join(checks)}"))
+        raise UsageError(f"unknown limit {key!r}", where, did_you_mean(key, checks, f"limits: {', '.join(checks)}"))
     try:
-        checks[key](value, f"--limit {key}")
+        checks[key](value, f"{where} {key}")
     except ProfileError as e:
-        raise UsageError(e.what, "--limit", e.fix) from None
+        raise UsageError(e.what, where, e.fix) from None
 
 
 def copy_repository(src, dst, cap):

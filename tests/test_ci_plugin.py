@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -302,13 +303,18 @@ def test_third_party_suite_same_counts_with_and_without_sandbox(user, workdir):
 def test_conftest_options_go_through_sandbox_arg_and_collect_only_lists(user, workdir):
     """The outer pytest loads no conftest.py, so an option it adds is given with --sandbox-arg."""
     project = make_project(user, os.path.join(workdir, "options"), "options")
+    r, outcomes = pytest_as(user, project)
+    assert r.returncode == 0 and outcomes["test_localhost_and_user_work_as_outside"][0] == "passed"
     r, outcomes = pytest_as(user, project, "--sandbox")
     assert r.returncode == 0 and outcomes["test_slow"][0] == "skipped", no_traceback(r)
+    assert outcomes["test_localhost_and_user_work_as_outside"][0] == "passed"
     r, outcomes = pytest_as(user, project, "--sandbox", "--sandbox-arg=--runslow")
     assert r.returncode == 0 and outcomes["test_slow"][0] == "passed", no_traceback(r)
     r, outcomes = pytest_as(user, project, "--sandbox", "--collect-only", "-q")
     out = no_traceback(r)
     assert r.returncode == 0 and "tests/test_opt.py::test_slow" in out and "1 sandbox (1 OK)" in out, out
+    assert not [d for d in os.listdir(tempfile.gettempdir()) if d.startswith("sandbox-ci-scratch-") and
+                os.stat(os.path.join(tempfile.gettempdir(), d)).st_uid == user.uid]      # its scratch is gone
 
 
 def test_venv_inside_the_project_is_bound_not_copied_and_warnings_come_back(user, workdir):

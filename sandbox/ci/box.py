@@ -79,8 +79,9 @@ def derive(profile, tree, size):
 def environment(passed):
     """The inner's whole environment: PATH with the venv first, and only what was passed."""
     venv_bin = os.path.dirname(os.path.abspath(sys.executable))
-    env = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED": "1",
-           INNER_MARK: "1"}
+    # USER/LOGNAME: getpass.getuser() finds no passwd entry inside (no /etc/passwd is shown)
+    env = {"PATH": f"{venv_bin}:/usr/local/bin:/usr/bin:/bin", "PYTHONUNBUFFERED": "1", "USER": "sandbox",
+           "LOGNAME": "sandbox", INNER_MARK: "1"}
     # the inner pytest loads the plugins the outer was told to (-p sandbox without autoload)
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = os.environ["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]

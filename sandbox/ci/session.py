@@ -81,6 +81,15 @@ class Controller:
         except SandboxError as e:
             raise pytest.UsageError(f"--sandbox={opts.profile}: {e}") from None
         self.binds, self.skip = box.plan_binds(self.profile, self.tree, box.import_paths())
+        # "localhost" must resolve, as it does outside, without showing the host's /etc/hosts
+        import tempfile
+        self.scratch = tempfile.mkdtemp(prefix="sandbox-ci-scratch-")
+        hosts = os.path.join(self.scratch, "hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1 localhost\n::1 localhost ip6-localhost\n"
+                    f"127.0.1.1 {self.profile.get('hostname') or 'sandbox'}\n")
+        os.chmod(hosts, 0o644)
+        self.binds.append({"src": hosts, "dst": "/etc/hosts", "rw": False})
         inifile = str(config.inipath) if config.inipath else None
         if inifile and not box._under(inifile, self.tree):      # -c FILE from elsewhere: the inner reads it too
             self.binds.append({"src": inifile, "dst": inifile, "rw": False})
@@ -217,6 +226,8 @@ class Controller:
         run, self.run = self.run, None
         if run is not None:
             run.close()
+        import shutil
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _why(self, result, what):
         status = f"{result.status}: {result.message}" if result is not None else "the sandbox did not start"

@@ -273,31 +273,37 @@ def test_plugin_is_inactive_without_the_option(user, limits_project):
                                                       "test_last": "passed"}
 
 
-THIRD_PARTY = "six==1.17.0"     # pure Python; its sdist ships test_six.py, which needs no network
+# pure Python, sdists that ship their tests, which need no network
+THIRD_PARTY = [("six==1.17.0", "test_six.py"), ("toolz==1.2.0", "toolz/tests")]
 
 
-def test_third_party_suite_same_counts_with_and_without_sandbox(user, workdir):
-    """A real package's own suite, fetched from PyPI at test time (nothing vendored; PyPI is
+@pytest.mark.parametrize("requirement, tests", THIRD_PARTY)
+def test_third_party_suite_same_counts_with_and_without_sandbox(user, workdir, requirement, tests):
+    """A real package's own suite (every test case, by module and name), fetched from PyPI at test time (nothing vendored; PyPI is
     the only network the CI machine has), gives the same counts inside as outside."""
     dl = os.path.join(workdir, "dl")
     r = subprocess.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "-q",
-                        "-d", dl, THIRD_PARTY], capture_output=True, timeout=180)
-    assert r.returncode == 0, f"pip download {THIRD_PARTY} failed (PyPI unreachable?): {r.stderr.decode()}"
+                        "-d", dl, requirement], capture_output=True, timeout=180)
+    assert r.returncode == 0, f"pip download {requirement} failed (PyPI unreachable?): {r.stderr.decode()}"
     (sdist,) = os.listdir(dl)
     os.chmod(os.path.join(dl, sdist), 0o644)
     assert user.run(["tar", "-xzf", os.path.join(dl, sdist), "-C", workdir]).returncode == 0   # as the user
     project = os.path.join(workdir, sdist[:-len(".tar.gz")])
     counts = {}
     for mode in ("plain", "sandbox"):
-        r, outcomes = pytest_as(user, project, "-p", "no:cacheprovider", "test_six.py",
+        r, outcomes = pytest_as(user, project, "-p", "no:cacheprovider", tests,
                                 *(["--sandbox"] if mode == "sandbox" else []))
         assert r.returncode == 0, no_traceback(r)
-        counts[mode] = sorted((name, o[0]) for name, o in outcomes.items())
+        cases = ET.parse(os.path.join(workdir, "junit.xml")).iter("testcase")     # names repeat across modules
+        counts[mode] = sorted((c.get("classname"), c.get("name"), [x.tag for x in c] or ["passed"]) for c in cases)
         if mode == "plain":            # the sandboxed run must not reuse the plain run's bytecode
-            shutil.rmtree(os.path.join(project, "__pycache__"), ignore_errors=True)
+            caches = [os.path.join(b, "__pycache__") for b, dirs, _ in os.walk(project) if "__pycache__" in dirs]
+            for cache in caches:
+                shutil.rmtree(cache)
+            assert caches
     assert counts["plain"] == counts["sandbox"]
-    assert len(counts["plain"]) > 150 and any(o == "skipped" for _, o in counts["plain"])
-    assert not os.path.exists(os.path.join(project, "__pycache__"))
+    assert len(counts["plain"]) > 150 and any(o == ["skipped"] for _, _, o in counts["plain"])
+    assert not [b for b, dirs, _ in os.walk(project) if "__pycache__" in dirs]
 
 
 def test_conftest_options_go_through_sandbox_arg_and_collect_only_lists(user, workdir):

@@ -142,6 +142,7 @@ def test_sandbox_stops_every_leak_and_runs_no_project_code_outside(user, leaky):
     assert sorted(os.listdir(leaky)) == ["conftest.py", "pytest.ini", "tests"], os.listdir(leaky)
     assert os.listdir(os.path.join(leaky, "tests")) == ["test_leaks.py"]
     assert "FAILED tests/test_leaks.py::test_network" in out and "1 sandbox (1 RE)" in out
+    assert f"sandbox: profile pytest, scope session; {leaky} as a throw-away copy; no network" in out
 
 
 def test_a_rootdir_holding_the_home_is_refused(user, leaky):

@@ -172,6 +172,12 @@ def pytest_unconfigure(config):
             sys.stdout.flush()
 
 
+def pytest_report_header(config):
+    controller = _active(config)
+    if controller is not None:
+        return controller.header()
+
+
 def pytest_terminal_summary(terminalreporter, config):
     controller = _active(config)
     if controller is not None:

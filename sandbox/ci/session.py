@@ -244,6 +244,13 @@ class Controller:
             pytest.exit(f"the sandboxed pytest exited with status {exitstatus}:\n{self.tail.strip()}",
                         returncode=exitstatus)
 
+    def header(self):
+        limits = ", ".join(f"{k}={v}" for k, v in self.opts.limits.items())
+        return (f"sandbox: profile {self.profile.name}, scope {self.opts.scope}"
+                + (f", limits {limits}" if limits else "")
+                + f"; {self.tree} as a throw-away copy; no network; environment passed: "
+                + (", ".join(sorted(self.opts.env)) or "nothing"))
+
     def summary(self, terminal):
         bad = self.replayer.malformed if self.replayer else []
         if bad:

@@ -317,6 +317,12 @@ def test_conftest_options_go_through_sandbox_arg_and_collect_only_lists(user, wo
     assert outcomes["test_localhost_and_user_work_as_outside"][0] == "passed"
     r, outcomes = pytest_as(user, project, "--sandbox", "--sandbox-arg=--runslow")
     assert r.returncode == 0 and outcomes["test_slow"][0] == "passed", no_traceback(r)
+    # -s: what the test prints is shown (once: the inner terminal's own lines are not)
+    r, outcomes = pytest_as(user, project, "--sandbox", "-s")
+    out = no_traceback(r)
+    assert r.returncode == 0 and "printed-by-the-test" in out and out.count("test session starts") == 1, out
+    r, outcomes = pytest_as(user, project, "--sandbox")
+    assert "printed-by-the-test" not in no_traceback(r)
     r, outcomes = pytest_as(user, project, "--sandbox", "--collect-only", "-q")
     out = no_traceback(r)
     assert r.returncode == 0 and "tests/test_opt.py::test_slow" in out and "1 sandbox (1 OK)" in out, out

@@ -93,13 +93,19 @@ class Run:
     """One sandboxed inner pytest, started in a thread; iterate to get its messages as they
     come.  `result` is the sandbox's Result once iteration ends (or `error`)."""
 
-    def __init__(self, profile, argv, *, binds, env, cwd, limits):
+    def __init__(self, profile, argv, *, binds, env, cwd, limits, live=False):
         self.result, self.error = None, None
         self.stderr = tempfile.TemporaryFile(prefix="sandbox-ci-stderr-")
         self._read, self._write = os.pipe()
         self._cancel_r, self._cancel_w = os.pipe()
+        err_fd, self._live = self.stderr.fileno(), None
+        if live:       # -s: the inner's other stream shown as it comes, and kept for diagnostics
+            live_r, err_fd = os.pipe()
+            self._live = threading.Thread(target=self._show, args=(live_r,), daemon=True)
+            self._live.start()
+        self._err_fd = err_fd
         kwargs = dict(binds=binds, env=env, cwd=cwd, limits=limits, stdout=self._write,
-                      stderr=self.stderr.fileno(), cancel=self._cancel_r)
+                      stderr=err_fd, cancel=self._cancel_r)
         self._thread = threading.Thread(target=self._run, args=(profile, argv, kwargs), daemon=True)
         self._thread.start()
 
@@ -112,6 +118,19 @@ class Run:
             self.error = e
         finally:
             os.close(self._write)        # EOF for the reader
+            if self._live is not None:
+                os.close(self._err_fd)
+
+    def _show(self, fd):
+        out = sys.stdout.buffer
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out.write(chunk)
+            out.flush()
+            self.stderr.write(chunk)
+        os.close(fd)
 
     def __iter__(self):
         self._lines = os.fdopen(self._read, "rb")
@@ -142,11 +161,15 @@ class Run:
         else:
             os.close(self._read)
         self._thread.join()
+        if self._live is not None:
+            self._live.join()
         os.close(self._cancel_r)
         os.close(self._cancel_w)
         self.stderr.close()
 
     def stderr_tail(self, limit=8192):
+        if self._live is not None:
+            self._live.join()
         self.stderr.seek(0, os.SEEK_END)
         size = self.stderr.tell()
         self.stderr.seek(max(0, size - limit))

@@ -17,12 +17,21 @@ import shutil
 import stat
 import sys
 
+import pytest
+
 
 class Relay:
     """A pytest plugin: serialises what the outer pytest needs to replay."""
 
-    def __init__(self, out, only=None):
+    def __init__(self, out, only=None, stdout=None):
         self.out, self.only = out, set(only) if only is not None else None
+        self.stdout = stdout     # with -s: what tests print, once the terminal has its own (null) file
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_configure(self, config):
+        self.config = config
+        if self.stdout is not None:       # after the terminal reporter took sys.stdout (os.devnull)
+            sys.stdout = self.stdout
 
     def send(self, kind, **data):
         self.out.write(json.dumps({"t": kind, **data}) + "\n")
@@ -66,9 +75,6 @@ class Relay:
         self.send("warning", when=when, nodeid=nodeid, message=str(warning_message.message),
                   category=warning_message.category.__name__, filename=str(warning_message.filename),
                   lineno=warning_message.lineno)
-
-    def pytest_configure(self, config):
-        self.config = config
 
     def pytest_sessionfinish(self, session, exitstatus):
         self.send("finish", exitstatus=int(exitstatus))
@@ -125,6 +131,11 @@ def main(argv):
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)                          # stdout is now the diagnostic stream
     sys.stdout = os.fdopen(1, "w", encoding="utf-8", errors="replace", closefd=False)
+    printed = None
+    if cfg.get("live"):
+        # -s: the outer shows this stream as it comes; the inner terminal's own lines would
+        # only repeat the outer's, so they go nowhere, and what tests print comes through
+        printed, sys.stdout = sys.stdout, open(os.devnull, "w")
     try:
         copy_tree(cfg["tree_src"], cfg["tree"], set(cfg["skip"]))
     except OSError as e:
@@ -135,8 +146,7 @@ def main(argv):
     os.chdir(cfg["cwd"])
     if cfg.get("path0"):
         sys.path.insert(0, cfg["path0"])
-    import pytest
-    return int(pytest.main(cfg["args"], plugins=[Relay(out, cfg.get("only"))]))
+    return int(pytest.main(cfg["args"], plugins=[Relay(out, cfg.get("only"), printed)]))
 
 
 if __name__ == "__main__":

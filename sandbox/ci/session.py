@@ -95,6 +95,7 @@ class Controller:
             self.binds.append({"src": inifile, "dst": inifile, "rw": False})
         self.env = box.environment(opts.env)
         self.args = inner_args(config, opts) + opts.inner_args
+        self.live = config.getoption("capture") == "no"     # -s: what tests print is shown as it comes
         self.results = []          # the Result of every sandbox, for the summary
         self.run, self.replayer, self.messages = None, None, None
         self.stop_token = None     # set by the plugin when the output is wrapped in ::stop-commands::
@@ -102,11 +103,11 @@ class Controller:
     def start(self, only=None, collect_only=False, limits=None):
         cfg = {"tree_src": box.TREE_SRC, "tree": self.tree, "skip": self.skip, "cwd": self.cwd,
                "path0": _path0(), "args": self.args + (["--collect-only", "-q"] if collect_only else []),
-               "only": only}
+               "only": only, "live": self.live}
         import json
         argv = [sys.executable, "-P", "-m", "sandbox.ci.inner", json.dumps(cfg)]
         return box.Run(self.profile, argv, binds=self.binds, env=self.env, cwd=self.tree,
-                       limits=dict(self.opts.limits, **(limits or {})))
+                       limits=dict(self.opts.limits, **(limits or {})), live=self.live)
 
     # ------------------------------------------------------------ collection
     def collect(self, session):

@@ -5,7 +5,8 @@ tree's own path (so paths, rootdir and node ids are the same as outside, and
 `.pytest_cache`, `__pycache__` and test writes land on a tmpfs that dies with the sandbox),
 then runs pytest in this process with `Relay`, which writes one JSON line per event on a
 private copy of the original stdout.  Everything else printed to stdout (the inner
-terminal, tests run with -s) goes to stderr, so it cannot be mistaken for a report line.
+terminal; with -s what tests print, while the inner terminal then writes nowhere) goes to
+stderr, so it cannot be mistaken for a report line.
 
 The reports are the project's own word: its code runs in this process and could write
 anything here.  What the sandbox guarantees is what that code can reach, not what it says

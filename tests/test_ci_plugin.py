@@ -223,6 +223,10 @@ def test_scope_session_kill_fails_that_test_and_the_rest_continue(user, limits_p
     assert outcomes["test_exits_hard"][1] == "RE: exited with status 3"
     # killed at test_spins, died at test_exits_hard, then a third sandbox ran test_last
     assert "3 sandboxes (1 OK, 1 RE, 1 TLE)" in out, out
+    suite = ET.parse(os.path.join(os.path.dirname(limits_project), "junit.xml")).find("testsuite")
+    props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert props["sandbox_statuses"] == "TLE RE OK" and props["sandbox_runs"] == "3"
+    assert float(props["sandbox_cpu_time_s"]) >= 2.0 and int(props["sandbox_memory_peak_bytes"]) > 0
 
 
 @pytest.mark.parametrize("args, message", [

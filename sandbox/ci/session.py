@@ -144,6 +144,23 @@ class Controller:
         finally:
             if self.replayer.malformed:     # an inner that garbles its reports cannot make the run pass
                 session.testsfailed += 1
+            self._suite_properties()
+
+    def _suite_properties(self):
+        """The sandboxes' figures as <testsuite> properties of --junitxml (what
+        record_testsuite_property writes): in session scope no test has its own."""
+        from _pytest.junitxml import xml_key       # the LogXML of --junitxml, as record_testsuite_property finds it
+        xml = self.config.stash.get(xml_key, None)
+        if xml is None or not self.results:
+            return
+        for name, value in (("sandbox_profile", self.profile.name), ("sandbox_scope", self.opts.scope),
+                            ("sandbox_runs", len(self.results)),
+                            ("sandbox_statuses", " ".join(r.status for r in self.results)),
+                            ("sandbox_cpu_time_s", round(sum(r.cpu_time_s for r in self.results), 6)),
+                            ("sandbox_wall_time_s", round(sum(r.wall_time_s for r in self.results), 6)),
+                            ("sandbox_memory_peak_bytes", max(r.memory_peak_bytes for r in self.results)),
+                            ("sandbox_processes_peak", max(r.processes_peak for r in self.results))):
+            xml.add_global_property(name, str(value))
 
     def _stop_if_asked(self, session):
         if session.shouldfail:

@@ -23,6 +23,7 @@ usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
        sandbox check FILE.yaml          validate a profile
        sandbox doctor [--json]          what this host can and cannot do for the sandbox, with fixes
        sandbox serve [--host H] [--port P] ...  a Judge0-compatible judging service (sandbox serve --help)
+       sandbox grade [DIR]              GitHub Classroom autograding, each test in a sandbox (sandbox grade --help)
 
 run options:
   --profile P          built-in profile name, or path to a YAML profile (required)
@@ -390,9 +391,14 @@ def _serve(argv):
     return service_cli.main(argv)
 
 
+def cmd_grade(argv):
+    from .ci import grade       # GitHub Classroom autograding: sandbox/ci/grade.py (sandbox grade --help)
+    return grade.main(argv)
+
+
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,
             "serve": _serve,
-            "diff": cmd_diff, "doctor": cmd_doctor}
+            "diff": cmd_diff, "doctor": cmd_doctor, "grade": cmd_grade}
 
 
 def main(argv=None):
@@ -407,7 +413,7 @@ def main(argv=None):
             return 0
         command = COMMANDS.get(argv[0])
         if command is None:
-            raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check, doctor, serve (see sandbox --help)")
+            raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check, doctor, serve, grade (see sandbox --help)")
         return command(argv[1:])
     except SandboxError as e:
         _print(f"sandbox: error: {e}", sys.stderr)       # a path in it may hold non-UTF-8 bytes

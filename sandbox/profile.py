@@ -389,9 +389,13 @@ def builtin_dir():
     return BUILTIN_DIRS[0]
 
 
+NOT_PROFILES = ("languages.yaml",)      # the service's language table lives beside the profiles
+
+
 def builtin_names():
     d = builtin_dir()
-    return sorted(f[:-5] for f in os.listdir(d) if f.endswith(".yaml")) if os.path.isdir(d) else []
+    return sorted(f[:-5] for f in os.listdir(d) if f.endswith(".yaml") and f not in NOT_PROFILES) \
+        if os.path.isdir(d) else []
 
 
 def is_path(ref):

@@ -90,7 +90,7 @@ BAD = {
     "unknown_top_key": ("default_action: allow\nrulez: []\n", ["pol.yaml: rulez: unknown key 'rulez'",
                                                               "did you mean 'rules'?"]),
     "duplicate_when_key": ("default_action: allow\nrules: [{syscall: mount, action: kill, when: {arg0: 1, arg0: 2}}]\n",
-                           ["pol.yaml:2", "the key 'arg0' is given twice"]),
+                           ["pol.yaml:2", "duplicate key 'arg0'"]),
     "kill_ne_under_log": ("default_action: log\nrules: [{syscall: mount, action: kill, when: {arg0: {ne: 0}}}]\n",
                           ["pol.yaml: rules[0]", "must be eq, in, any_bits or masked"]),
     "huge_value": ("default_action: allow\nrules: [{syscall: mount, action: kill, when: {arg0: '" + "9" * 5000 + "'}}]\n",

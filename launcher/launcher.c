@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -395,6 +396,22 @@ static void op_proc(char **a) {
         if (mount(sub, sub, NULL, MS_BIND | MS_REC, NULL) < 0) fail(errno, "bind %s/%s", a[0], cover[i]);
         restrict_mount(sub, cover[i], 1);
     }
+    /* Keys and their owners are the host's, whatever the namespace (they name
+     * the caller's keys): an empty file over them. */
+    static const char *mask[] = {"keys", "key-users", NULL};
+    for (int i = 0; mask[i]; i++) {
+        join(sub, full, mask[i]);
+        if (access(sub, F_OK) < 0) continue;
+        if (mount("/dev/null", sub, NULL, MS_BIND, NULL) < 0) fail(errno, "mask %s/%s", a[0], mask[i]);
+        restrict_mount(sub, mask[i], 1);
+    }
+}
+
+/* The session keyring is inherited across fork and exec: without a fresh one
+ * the program would hold the caller's keys (and read their payloads, wherever
+ * keyctl is allowed).  Joining an anonymous one leaves nothing of them. */
+static void op_keyring(void) {
+    if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0) fail(errno, "join a new session keyring");
 }
 
 /* A minimal /dev: a few host device nodes bound in (a user namespace cannot
@@ -581,56 +598,31 @@ static void op_exec(char **a, int nargs) {
 
 /* ------------------------------------------------------------ init: supervise the program */
 
-/* Sum over every process of the sandbox, read from the sandbox's own /proc,
- * which shows nothing else: CPU (own + reaped children) and memory.  Memory
- * is the anonymous RSS of every process plus the largest file-backed RSS, so
- * a shared interpreter text is counted once, not once per process. */
-static void sample(long tick_hz, long page) {
-    struct rusage ru;
-    getrusage(RUSAGE_CHILDREN, &ru);
-    long long cpu_us = usec(ru.ru_utime) + usec(ru.ru_stime);
-    long long ticks = 0, anon = 0, file_max = 0;
-    int procs = 0;
-    DIR *d = opendir("/proc");
-    if (!d) return;
-    struct dirent *e;
-    char path[300], buf[1024];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9' || strcmp(e->d_name, "1") == 0) continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[n] = 0;
-        char *p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
-        if (!p) continue;
-        unsigned long long ut, st;
-        long long cut, cst;
-        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld", &ut, &st, &cut, &cst) != 4) continue;
-        ticks += (long long)(ut + st) + cut + cst;
-        procs++;
-        snprintf(path, sizeof path, "/proc/%s/statm", e->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[n] = 0;
-        long long size, res, shared;
-        if (sscanf(buf, "%lld %lld %lld", &size, &res, &shared) != 3) continue;
-        anon += res - shared;
-        if (shared > file_max) file_max = shared;
-    }
-    closedir(d);
-    cpu_us += ticks * 1000000LL / tick_hz;
-    /* init's own CPU rides along so the runner can leave it out of the
-     * program's time even if init is killed before it can say "X". */
-    struct rusage self;
-    getrusage(RUSAGE_SELF, &self);
-    status("S %lld %lld %d %lld %lld\n", cpu_us, (anon + file_max) * page, procs, usec(self.ru_utime), usec(self.ru_stime));
-}
+/* One process of the sandbox as the last sample saw it.  Kept so that the CPU
+ * of a process that vanishes without init's rusage (its parent ignores
+ * SIGCHLD or sets SA_NOCLDWAIT: the kernel reaps it and drops its times) is
+ * still counted, as of its last sample. */
+struct proc {
+    int pid, ppid;
+    unsigned long long start;   /* start time in ticks: a recycled pid is another process */
+    long long own, kids;        /* its own CPU and its reaped children's, µs */
+    long long shm_kb, shm_pss;  /* shmem it maps (status), and its proportional share (smaps_rollup), -1 unread */
+};
+
+#define MAX_PROCS 8192
+static struct proc tab_a[MAX_PROCS], tab_b[MAX_PROCS];
+static struct proc *tab = tab_a, *next_tab = tab_b;   /* sorted by pid: /proc lists pids in order */
+static int ntab;
+static long long tab_init_kids;   /* init's reaped children (RUSAGE_CHILDREN), µs, when tab was taken */
+static long long lost_us;         /* CPU of processes that vanished unreaped, as last sampled */
+static long long expect_us[MAX_PROCS];   /* per survivor (index in the new table) */
+static char expect_n[MAX_PROCS];
+static long samples;
+static long long last_sample_ns;
+static struct rlimit nofile_at_fork;
+static const char *tampered;      /* why init ended the run to protect itself, if it did */
+
+static long tick_hz;
 
 static long long now_ns(void) {
     struct timespec ts;
@@ -638,12 +630,233 @@ static long long now_ns(void) {
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+
+static int find(const struct proc *t, int n, int pid) {
+    int lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (t[mid].pid == pid) return mid;
+        if (t[mid].pid < pid) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+}
+
+/* The old table's processes that are not in the new one ended since.  Each
+ * ended process's CPU must reach the nearest surviving ancestor's children
+ * times (the parent waited for it; if the parent ended too, its own parent
+ * waited for both) or init's rusage (init reaped it).  Whatever an ancestor's
+ * children times did not grow by was reaped by the kernel: count it as lost.
+ * No tolerance is needed: /proc's times are floored to clock ticks and never
+ * decrease, and a parent's children times grow by at least the floors of what
+ * it reaped, so an honest wait never shows a shortfall. */
+static void account(const struct proc *old, int nold, const struct proc *cur, int ncur, long long init_kids_now) {
+    static long long expect_init;
+    static int n_init;
+    int touched = 0;
+    for (int i = 0; i < nold; i++) {
+        int j = find(cur, ncur, old[i].pid);
+        if (j >= 0 && cur[j].start == old[i].start) continue;
+        int at = -1, ppid = old[i].ppid;
+        for (int hops = 0; hops < 64 && ppid > 1; hops++) {   /* the nearest ancestor still alive */
+            int a = find(cur, ncur, ppid), o = find(old, nold, ppid);
+            if (a >= 0 && (o < 0 || cur[a].start == old[o].start)) { at = a; break; }
+            if (o < 0) break;
+            ppid = old[o].ppid;
+        }
+        if (at < 0) { expect_init += old[i].own + old[i].kids; n_init = 1; }
+        else { expect_us[at] += old[i].own + old[i].kids; expect_n[at] = 1; }
+        touched = 1;
+    }
+    if (!touched) return;
+    for (int j = 0; j < ncur; j++) {
+        if (!expect_n[j]) continue;
+        int o = find(old, nold, cur[j].pid);
+        long long grew = o >= 0 && old[o].start == cur[j].start ? cur[j].kids - old[o].kids : cur[j].kids;
+        long long missing = expect_us[j] - grew;
+        if (missing > 0) lost_us += missing;
+        expect_us[j] = 0;
+        expect_n[j] = 0;
+    }
+    if (n_init) {
+        long long missing = expect_init - (init_kids_now - tab_init_kids);
+        if (missing > 0) lost_us += missing;
+        expect_init = 0;
+        n_init = 0;
+    }
+}
+
+static long long read_small(const char *path, char *buf, size_t size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n < 0) return -1;
+    buf[n] = 0;
+    return n;
+}
+
+/* SysV shared memory of the sandbox's IPC namespace (init is in it): every
+ * segment's resident and swapped bytes, attached or not.  A detached segment
+ * belongs to no process and would be counted nowhere else. */
+static long long sysv_shm_bytes(void) {
+    static char buf[65536];
+    if (read_small("/proc/sysvipc/shm", buf, sizeof buf) <= 0) return 0;
+    long long total = 0;
+    char *line = strchr(buf, '\n');   /* header */
+    while (line && *++line) {
+        unsigned long long rss = 0, swap = 0;
+        /* key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap */
+        if (sscanf(line, "%*d %*d %*o %*u %*d %*d %*u %*u %*u %*u %*u %*u %*u %*u %llu %llu", &rss, &swap) == 2)
+            total += (long long)(rss + swap);
+        line = strchr(line, '\n');
+    }
+    return total;
+}
+
+/* Raise a process's oom_score_adj back to 1000 (it may lower it as far as 0
+ * itself).  Raising needs no privilege; a process that made itself
+ * non-dumpable owns its /proc files no more, and then keeping a lowered value
+ * is tampering. */
+static void oom_back_to_1000(const char *pid) {
+    char path[300], buf[16];
+    snprintf(path, sizeof path, "/proc/%s/oom_score_adj", pid);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (write(fd, "1000", 4) < 0) {}
+        close(fd);
+        return;
+    }
+    if (errno == EACCES && read_small(path, buf, sizeof buf) > 0 && atoi(buf) < 1000)
+        tampered = "oom_score_adj";
+}
+
+/* Init's own limits are the program's to change (same uid; prlimit64 on pid
+ * 1).  A lowered RLIMIT_NOFILE is undone up to the hard limit; a hard limit
+ * too low to sample with (init needs two free descriptors below it), or a CPU hard limit init is about to reach (the
+ * kernel would SIGKILL it and the run's accounting with it), ends the run
+ * first, reported as tampering. */
+static void guard_limits(long long own_us) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_CPU, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
+        own_us + 250000 >= (long long)rl.rlim_max * 1000000LL)
+        tampered = "rlimit_cpu";
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < nofile_at_fork.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max < nofile_at_fork.rlim_cur ? rl.rlim_max : nofile_at_fork.rlim_cur;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (rl.rlim_cur < 2) tampered = "rlimit_nofile";
+    }
+}
+
+/* The value (kB) after a "Name:" line of a /proc status-like file, or 0. */
+static long long field_kb(const char *text, const char *name) {
+    const char *p = strstr(text, name);
+    return p ? atoll(p + strlen(name)) : 0;
+}
+
+/* Sum over every process of the sandbox, read from the sandbox's own /proc,
+ * which shows nothing else: CPU (own + reaped children, + what vanished
+ * unreaped) and memory.  Memory: every process's anonymous resident memory,
+ * the largest file-backed resident memory (a shared interpreter text counts
+ * once), and shared memory (shmem: shared anonymous mappings, attached SysV
+ * segments, mapped tmpfs files) proportionally, a page shared by n processes
+ * 1/n in each (smaps_rollup's Pss_Shmem); plus the sandbox's SysV segments and
+ * the contents of /dev/shm, which may be held by no process at all.
+ * smaps_rollup walks the page tables (0.5 ms for 64 MiB), so it is read only
+ * for processes that map shmem, and again only when that changed, a process
+ * came or went, or every 10th sample; /proc/PID/status says the rest. */
+static void sample(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    long long init_kids = usec(ru.ru_utime) + usec(ru.ru_stime);
+    long long cpu_us = init_kids, anon = 0, file_max = 0, shmem = 0;
+    int n = 0, procs = 0, changed = samples % 10 == 0;
+    DIR *d = opendir("/proc");
+    if (!d) {
+        struct rusage self;
+        getrusage(RUSAGE_SELF, &self);
+        guard_limits(usec(self.ru_utime) + usec(self.ru_stime));
+        return;
+    }
+    struct dirent *e;
+    char path[300], buf[4096];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9' || strcmp(e->d_name, "1") == 0) continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        if (read_small(path, buf, 1024) <= 0) continue;
+        char *p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
+        if (!p) continue;
+        int ppid;
+        unsigned long long ut, st, start;
+        long long cut, cst;
+        if (sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld %*d %*d %*d %*d %llu",
+                   &ppid, &ut, &st, &cut, &cst, &start) != 6) continue;
+        procs++;
+        long long own = (long long)(ut + st) * 1000000LL / tick_hz, kids = (cut + cst) * 1000000LL / tick_hz;
+        cpu_us += own + kids;
+        snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+        long long shm_kb = 0;
+        if (read_small(path, buf, sizeof buf) > 0) {
+            anon += field_kb(buf, "\nRssAnon:") * 1024;
+            long long file = field_kb(buf, "\nRssFile:") * 1024;
+            if (file > file_max) file_max = file;
+            shm_kb = field_kb(buf, "\nRssShmem:");
+        }
+        if (samples % 10 == 0) oom_back_to_1000(e->d_name);
+        if (n < MAX_PROCS) {
+            struct proc *t = &next_tab[n++];
+            t->pid = atoi(e->d_name);
+            t->ppid = ppid;
+            t->start = start;
+            t->own = own;
+            t->kids = kids;
+            t->shm_kb = shm_kb;
+            t->shm_pss = -1;
+            int o = find(tab, ntab, t->pid);
+            if (o < 0 || tab[o].start != start) changed = 1;
+            else if (tab[o].shm_kb != shm_kb) changed = 1;
+            else t->shm_pss = tab[o].shm_pss;
+        }
+    }
+    closedir(d);
+    if (n != ntab) changed = 1;   /* (a process gone shows as a count that differs, or a new pid above) */
+    for (int i = 0; i < n; i++) {
+        struct proc *t = &next_tab[i];
+        if (t->shm_kb <= 0) continue;
+        if (changed || t->shm_pss < 0) {
+            snprintf(path, sizeof path, "/proc/%d/smaps_rollup", t->pid);
+            t->shm_pss = read_small(path, buf, sizeof buf) > 0 ? field_kb(buf, "\nPss_Shmem:") * 1024 : t->shm_kb * 1024;
+        }
+        shmem += t->shm_pss;
+    }
+    account(tab, ntab, next_tab, n, init_kids);
+    struct proc *swap = tab;
+    tab = next_tab;
+    next_tab = swap;
+    ntab = n;
+    tab_init_kids = init_kids;
+    long long sysv = sysv_shm_bytes(), devshm = 0, mem = anon + file_max + shmem;
+    struct statvfs sv;
+    if (statvfs("/dev/shm", &sv) == 0) devshm = (long long)(sv.f_blocks - sv.f_bfree) * (long long)sv.f_frsize;
+    samples++;
+    last_sample_ns = now_ns();
+    /* init's own CPU rides along so the runner can leave it out of the
+     * program's time even if init is killed before it can say "X". */
+    struct rusage self;
+    getrusage(RUSAGE_SELF, &self);
+    guard_limits(usec(self.ru_utime) + usec(self.ru_stime));
+    status("S %lld %lld %d %lld %lld %lld %lld %lld\n", cpu_us + lost_us, mem + sysv + devshm, procs,
+           usec(self.ru_utime), usec(self.ru_stime), mem, sysv, devshm);
+}
+
 /* The end of a run, on the program's exit or on the runner's request: kill
  * every other process of the sandbox and reap them all ourselves.  Leaving
  * that to the kernel (by simply exiting as pid 1) would autoreap them, and
  * their CPU time would reach no rusage: a program could hide work in a child
- * that outlives it. */
+ * that outlives it.  A last sample first: what vanished since the previous one
+ * is accounted, and every process still alive is in the table, so one that
+ * the kernel reaps for its parent while dying is counted as of now. */
 static void __attribute__((noreturn)) finish(pid_t prog, int st, int known, long long t_fork, long long t_end) {
+    sample();
     kill(-1, SIGKILL);
     for (;;) {
         int s;
@@ -654,10 +867,15 @@ static void __attribute__((noreturn)) finish(pid_t prog, int st, int known, long
         }
         if (r == prog && !known) { st = s; known = 1; }
     }
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    account(tab, ntab, next_tab, 0, usec(ru.ru_utime) + usec(ru.ru_stime));
     struct rusage self;
     getrusage(RUSAGE_SELF, &self);
     fcntl(STATUS_FD, F_SETFL, 0);
-    status("X %d %lld %lld %lld %lld\n", st, usec(self.ru_utime), usec(self.ru_stime), t_fork, t_end);
+    if (tampered) status("T %s\n", tampered);
+    status("X %d %lld %lld %lld %lld %lld %ld\n", st, usec(self.ru_utime), usec(self.ru_stime), t_fork, t_end,
+           lost_us, samples);
     _exit(0);
 }
 
@@ -721,49 +939,103 @@ static void on_notification(int listener, pid_t prog, long long t_fork) {
     finish(prog, 0, 0, t_fork, now_ns());
 }
 
+/* Reap what has ended; the program's end ends the run. */
+static void reap(pid_t prog, long long t_fork) {
+    int st;
+    pid_t r;
+    while ((r = waitpid(-1, &st, WNOHANG | __WALL)) > 0)
+        if (r == prog) finish(prog, st, 1, t_fork, now_ns());
+}
+
+/* epoll, not poll: poll refuses more descriptors than RLIMIT_NOFILE, which the
+ * program can lower on init (prlimit64 on pid 1). */
+static void watch(int ep, int fd, int tag) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)tag};
+    if (fd >= 0) epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+enum { W_SIGNAL, W_TIMER, W_NOTIFY_SOCK, W_LISTENER };
+
 static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long long t_fork) {
     int sfd = signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     struct itimerspec its = {{sample_ms / 1000, (sample_ms % 1000) * 1000000L}, {sample_ms / 1000, (sample_ms % 1000) * 1000000L}};
     if (tfd >= 0) timerfd_settime(tfd, 0, &its, NULL);
     fcntl(STATUS_FD, F_SETFL, O_NONBLOCK);  /* a slow reader may drop samples, never stall the reaper */
-    long tick_hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-    /* 0 signals, 1 timer, 2 the socket the listener comes on, 3 the listener */
-    struct pollfd pfd[4] = {{sfd, POLLIN, 0}, {tfd, POLLIN, 0}, {notify_sock[0], POLLIN, 0}, {-1, POLLIN, 0}};
+    tick_hz = sysconf(_SC_CLK_TCK);
+    getrlimit(RLIMIT_NOFILE, &nofile_at_fork);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) finish(prog, 0, 0, t_fork, now_ns());
+    watch(ep, sfd, W_SIGNAL);
+    watch(ep, tfd, W_TIMER);
+    watch(ep, notify_sock[0], W_NOTIFY_SOCK);
+    int listener = -1;
+    long long deaf_until = 0;   /* signals unread until then: the program is forging them */
     for (;;) {
-        if (poll(pfd, 4, -1) < 0 && errno != EINTR) finish(prog, 0, 0, t_fork, now_ns());
-        if (pfd[3].revents & POLLIN) on_notification(pfd[3].fd, prog, t_fork);
-        else if (pfd[3].revents & (POLLHUP | POLLERR)) pfd[3].fd = -1;   /* no process left under the filter */
-        if (pfd[2].revents) {
-            int fd = receive_listener(pfd[2].fd);
-            if (fd >= 0) pfd[3].fd = fd;
-            close(pfd[2].fd);
-            pfd[2].fd = -1;
+        struct epoll_event evs[4];
+        int n = epoll_wait(ep, evs, 4, deaf_until ? 1 : -1);
+        if (n < 0 && errno != EINTR) finish(prog, 0, 0, t_fork, now_ns());
+        if (deaf_until && now_ns() >= deaf_until) {
+            struct epoll_event ev = {.events = EPOLLIN, .data.u32 = W_SIGNAL};
+            epoll_ctl(ep, EPOLL_CTL_MOD, sfd, &ev);
+            deaf_until = 0;
         }
-        if (pfd[0].revents & POLLIN) {
-            struct signalfd_siginfo si;
-            int chld = 0;
-            while (read(sfd, &si, sizeof si) == sizeof si) {
-                /* SIGTERM counts only from outside the sandbox (the launcher,
-                 * whose pid our namespace cannot name: 0).  A program that
-                 * signals pid 1 is ignored. */
-                if (si.ssi_signo == SIGTERM && si.ssi_pid == 0) finish(prog, 0, 0, t_fork, now_ns());
-                if (si.ssi_signo == SIGCHLD) chld = 1;
+        for (int i = 0; i < n; i++) {
+            uint32_t tag = evs[i].data.u32, what = evs[i].events;
+            if (tag == W_LISTENER) {
+                if (what & EPOLLIN) on_notification(listener, prog, t_fork);
+                else if (what & (EPOLLHUP | EPOLLERR)) {   /* no process left under the filter */
+                    epoll_ctl(ep, EPOLL_CTL_DEL, listener, NULL);
+                    close(listener);
+                    listener = -1;
+                }
+            } else if (tag == W_NOTIFY_SOCK) {
+                listener = receive_listener(notify_sock[0]);
+                watch(ep, listener, W_LISTENER);
+                epoll_ctl(ep, EPOLL_CTL_DEL, notify_sock[0], NULL);
+                close(notify_sock[0]);
+                notify_sock[0] = -1;
+            } else if (tag == W_SIGNAL) {
+                struct signalfd_siginfo si;
+                int chld = 0, forged = 0;
+                while (read(sfd, &si, sizeof si) == sizeof si) {
+                    /* SIGTERM counts only from the launcher: kill(2) (SI_USER) from
+                     * outside the namespace, whose pid ours cannot name (0).  A
+                     * program that signals pid 1, or forges a sender with
+                     * rt_sigqueueinfo (SI_QUEUE and below), is ignored. */
+                    if (si.ssi_signo == SIGTERM && si.ssi_code == SI_USER && si.ssi_pid == 0)
+                        finish(prog, 0, 0, t_fork, now_ns());
+                    /* Only the kernel's SIGCHLD (CLD_*, above 0) means a child changed
+                     * state; the program's kill(1, SIGCHLD) costs init one read. */
+                    if (si.ssi_signo == SIGCHLD && si.ssi_code > 0) chld = 1;
+                    else forged = 1;
+                }
+                if (forged) {
+                    /* Each forged signal would wake init: stop reading them for a
+                     * millisecond, so a kill(1, ...) loop costs init at most a
+                     * thousand wake-ups a second.  The timer still ticks and reaps. */
+                    struct epoll_event ev = {.events = 0, .data.u32 = W_SIGNAL};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, sfd, &ev);
+                    deaf_until = now_ns() + 1000000;
+                }
+                if (chld) {
+                    /* Sample before reaping (the process that just ended is still
+                     * there as a zombie, so a burst of short-lived processes is
+                     * counted between two timer ticks), at most once a
+                     * millisecond: a fork loop must not make init sample flat out. */
+                    if (now_ns() - last_sample_ns >= 1000000) sample();
+                    reap(prog, t_fork);
+                }
+            } else if (tag == W_TIMER) {
+                uint64_t ticks;
+                if (read(tfd, &ticks, sizeof ticks) > 0) {
+                    sample();
+                    /* a forged SIGCHLD still pending can swallow the kernel's one
+                     * (classic signals do not queue): reap on every tick too */
+                    reap(prog, t_fork);
+                }
             }
-            if (chld) {
-                /* Sample before reaping: the process that just ended is still
-                 * there as a zombie, so a burst of short-lived processes is
-                 * counted even between two timer ticks. */
-                sample(tick_hz, page);
-                int st;
-                pid_t r;
-                while ((r = waitpid(-1, &st, WNOHANG | __WALL)) > 0)
-                    if (r == prog) finish(prog, st, 1, t_fork, now_ns());
-            }
-        }
-        if (pfd[1].revents & POLLIN) {
-            uint64_t n;
-            if (read(tfd, &n, sizeof n) > 0) sample(tick_hz, page);
+            if (tampered) finish(prog, 0, 0, t_fork, now_ns());
         }
     }
 }
@@ -1023,6 +1295,7 @@ int main(void) {
         else if (!strcmp(name, "pivot")) op_pivot();
         else if (!strcmp(name, "hostname")) { if (sethostname(a[0], strlen(a[0])) < 0) fail(errno, "sethostname"); }
         else if (!strcmp(name, "loopback")) op_loopback();
+        else if (!strcmp(name, "keyring")) op_keyring();
         else if (!strcmp(name, "fork")) {
             sigprocmask(SIG_BLOCK, &chld, NULL);
             /* Non-dumpable from here on (not earlier: init writes its own

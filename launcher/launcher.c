@@ -397,13 +397,18 @@ static void op_proc(char **a) {
         restrict_mount(sub, cover[i], 1);
     }
     /* Keys and their owners are the host's, whatever the namespace (they name
-     * the caller's keys): an empty file over them. */
+     * the caller's keys): /dev/null over them, read-only.  Not nodev: that
+     * would make it unreadable, and a program must see an empty file. */
     static const char *mask[] = {"keys", "key-users", NULL};
     for (int i = 0; mask[i]; i++) {
         join(sub, full, mask[i]);
         if (access(sub, F_OK) < 0) continue;
-        if (mount("/dev/null", sub, NULL, MS_BIND, NULL) < 0) fail(errno, "mask %s/%s", a[0], mask[i]);
-        restrict_mount(sub, mask[i], 1);
+        struct statvfs sv;   /* the flags the kernel locked on the host's /dev must be kept */
+        if (mount("/dev/null", sub, NULL, MS_BIND, NULL) < 0 || statvfs(sub, &sv) < 0 ||
+            mount(NULL, sub, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC |
+                  (sv.f_flag & ST_NODEV ? MS_NODEV : 0) | (sv.f_flag & ST_NOATIME ? MS_NOATIME : 0) |
+                  (sv.f_flag & ST_RELATIME ? MS_RELATIME : 0), NULL) < 0)
+            fail(errno, "mask %s/%s", a[0], mask[i]);
     }
 }
 

@@ -1,0 +1,94 @@
+"""The sandbox's init runs as the program's uid, so calls that act on a process by pid reach it.
+These attacks run with `--seccomp none`: they test init's own defence, not the filter's rules."""
+PRELUDE = """
+import ctypes, os, signal, time
+libc = ctypes.CDLL(None, use_errno=True)
+class Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+def prlimit(pid, res, cur, mx):
+    new = Rlimit(cur, mx)
+    if libc.prlimit(pid, res, ctypes.byref(new), None) != 0:
+        raise OSError(ctypes.get_errno(), "prlimit")
+def burn(seconds):
+    t = time.process_time()
+    while time.process_time() - t < seconds: pass
+"""
+
+
+def py(sbx, code, *opts):
+    return sbx.run("run", "--profile", "py311", "--seccomp", "none", *opts, "--", "python3", "-c", PRELUDE + code)
+
+
+def test_forged_sigterm_does_not_end_the_run(sbx):
+    """rt_sigqueueinfo lets the program claim si_pid 0 (the launcher's), but not SI_USER."""
+    code = """
+class Siginfo(ctypes.Structure):
+    _fields_ = [("signo", ctypes.c_int), ("errno", ctypes.c_int), ("code", ctypes.c_int), ("pad", ctypes.c_int),
+                ("pid", ctypes.c_int), ("uid", ctypes.c_int), ("rest", ctypes.c_char * 104)]
+for code in (-1, -60):                                   # SI_QUEUE, and any other negative code
+    si = Siginfo(signal.SIGTERM, 0, code, 0, 0, 0)
+    print("sent", libc.syscall(129, 1, signal.SIGTERM, ctypes.byref(si)), flush=True)   # rt_sigqueueinfo
+    burn(0.1)
+os.kill(1, signal.SIGTERM)                               # and plain kill from inside
+burn(0.2)
+print("finished")
+"""
+    r, rep = py(sbx, code)
+    assert r.stdout.decode().split("\n")[:2] == ["sent 0", "sent 0"], r.stdout      # the kernel delivered them
+    assert rep["status"] == "OK" and r.stdout.endswith(b"finished\n"), (r.stdout, rep)
+
+
+def test_sigchld_flood_costs_init_little(sbx):
+    """kill(1, SIGCHLD) in a loop: init reads forged signals at most a thousand times a second and
+    never samples for them, so its CPU stays a small fraction of the program's."""
+    code = """
+t = time.process_time()
+while time.process_time() - t < 1.0:
+    for _ in range(100): os.kill(1, signal.SIGCHLD)
+print("done")
+"""
+    r, rep = py(sbx, code, "--time", "5")
+    assert rep["status"] == "OK", rep
+    assert rep["cpu_time_s"] >= 1.0
+    assert rep["init"]["cpu_s"] < 0.1 * rep["cpu_time_s"], rep["init"]
+
+
+def test_init_rlimit_cpu_lowered_then_flooded(sbx):
+    """The review's attack: init's hard RLIMIT_CPU set to 1 s, then SIGCHLDs to make it burn it.
+    Init stays cheap; the run ends with the program's own verdict and its true CPU."""
+    code = """
+prlimit(1, 0, 1, 1)                                      # RLIMIT_CPU 1 s, hard
+t = time.process_time()
+while time.process_time() - t < 0.6:
+    for _ in range(100): os.kill(1, signal.SIGCHLD)
+print("done")
+"""
+    r, rep = py(sbx, code, "--time", "5")
+    assert rep["status"] == "OK" and r.stdout == b"done\n", (r.stderr, rep)
+    assert rep["cpu_time_s"] >= 0.6, rep
+
+
+def test_init_rlimit_nofile_lowered_to_3(sbx):
+    """poll(2) refuses more descriptors than RLIMIT_NOFILE; init uses epoll and samples with the
+    descriptors it has left, so nothing changes: the limits still hold and the verdict is true."""
+    code = """
+prlimit(1, 7, 3, 3)                                      # RLIMIT_NOFILE 3, hard
+burn(0.3)
+if os.fork() == 0:
+    burn(0.3); os._exit(0)
+os.wait()
+print("done")
+"""
+    r, rep = py(sbx, code, "--time", "5")
+    assert rep["status"] == "OK" and r.stdout == b"done\n", (r.stderr, rep)
+    assert rep["cpu_time_s"] >= 0.6, rep
+    over, rep2 = py(sbx, "prlimit(1, 7, 3, 3)\nburn(5)", "--time", "0.5")
+    assert rep2["status"] == "TLE" and rep2["limit_hit"] == "cpu_time", rep2      # the monitor still works
+
+
+def test_init_rlimit_nofile_lowered_to_nothing_ends_the_run(sbx):
+    """With no descriptor left init cannot sample: it ends the run at once, as tampering (SYS),
+    rather than supervise blind."""
+    r, rep = py(sbx, "prlimit(1, 7, 0, 0)\nburn(3)\nprint('survived')", "--time", "10")
+    assert rep["status"] == "SYS" and "open-files limit" in rep["message"], rep
+    assert b"survived" not in r.stdout

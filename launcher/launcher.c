@@ -20,12 +20,21 @@
  *          token NUL-terminated
  *   4      error pipe (close-on-exec): "E <op> <errno> <text>\n" on failure;
  *          EOF without a record means the program was exec'd
- *   5      status pipe: "D <what>\n" (degraded), "S <cpu_us> <mem> <procs>
- *          <init_utime_us> <init_stime_us>\n" samples, "X <wstatus>
- *          <init_utime_us> <init_stime_us> <t_fork_ns> <t_end_ns>\n" (program
- *          ended; CLOCK_MONOTONIC), "L <utime_us> <stime_us> <maxrss_kb>
+ *   5      status pipe: "D <what>\n" (degraded), "S ...\n" samples, "X ...\n"
+ *          (program ended; times CLOCK_MONOTONIC), "L <utime_us> <stime_us> <maxrss_kb>
  *          <nvcsw> <nivcsw>\n" (rusage of init's whole tree; last line),
  *          "I <pid>\n" (init's pid, as the runner's namespace sees it)
+ *          Samples: "S <cpu_us> <mem> <procs> <init_utime_us> <init_stime_us>
+ *          <mem_processes> <mem_sysv_shm> <mem_dev_shm>\n" (cpu_us includes
+ *          what vanished unreaped; mem is the sum of the last three); the end:
+ *          "X <wstatus> <init_utime_us> <init_stime_us> <t_fork_ns> <t_end_ns>
+ *          <cpu_vanished_us> <samples>\n"; before it, "T <what>\n" when init
+ *          ended the run because the program tampered with it
+ *   7      (optional) a unix socket from the runner: with a "keepdir" op, the
+ *          launcher sends the run's working directory (a tmpfs of the sandbox)
+ *          over it as a directory descriptor (SCM_RIGHTS), so the runner reads
+ *          the files left there after the run and the tmpfs vanishes when it
+ *          closes the descriptor
  *
  * Exit status: 0 after a run (whatever the program did), 125 when the
  * launcher itself failed before the sandbox existed.
@@ -70,6 +79,7 @@
 #define ERR_FD 4
 #define STATUS_FD 5
 #define NOTIFY_FD 6       /* the program process hands the seccomp listener to init here */
+#define WORKDIR_FD 7      /* the launcher hands the kept working directory to the runner here */
 #define MAX_TOKENS 65536
 #define MAX_SLOTS 256
 #define MAX_OURS 64
@@ -157,6 +167,21 @@ static void write_file(const char *path, const char *data) {
     if (fd < 0) fail(errno, "open %s", path);
     if (write(fd, data, strlen(data)) < 0) fail(errno, "write '%s' to %s", data, path);
     close(fd);
+}
+
+/* fd over a unix socket, with one byte of data. */
+static int send_fd(int sock, int fd) {
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    char byte = 0;
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------ paths in the new root */
@@ -357,6 +382,42 @@ static void op_bind(char **a) {
     close(fd);
 }
 
+/* copy SLOT DEST: a held host file copied into a tmpfs of ours (files_in of a
+ * kept working directory: the program may rewrite it, and the runner reads
+ * the directory back without the binds).  Created by init, so the program's
+ * uid owns it; the tmpfs's size cap bounds it. */
+static void op_copy(char **a) {
+    int slot = (int)num(a[0]);
+    if (slot < 0 || slot >= MAX_SLOTS || slots[slot] < 0) fail(EINVAL, "copy of an unheld source");
+    char src[64], full[PATH_MAX], dir[PATH_MAX], buf[65536];
+    snprintf(src, sizeof src, "/proc/self/fd/%d", slots[slot]);
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) fail(errno, "open the source of %s", a[1]);
+    close(slots[slot]);
+    slots[slot] = -1;
+    in_root(full, a[1]);
+    make_dirs(a[1], 0);
+    snprintf(dir, sizeof dir, "%s", full);
+    *strrchr(dir, '/') = 0;
+    struct stat parent;
+    if (stat(dir, &parent) < 0) fail(errno, "stat the directory of %s", a[1]);
+    if (!is_ours(parent.st_dev)) fail(EROFS, "cannot copy %s: its directory comes from the host", a[1]);
+    int out = open(full, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (out < 0) fail(errno, "create %s", a[1]);
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0) fail(errno, "read the source of %s", a[1]);
+        if (n == 0) break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0) fail(errno, "write %s", a[1]);
+            off += w;
+        }
+    }
+    close(in);
+    close(out);
+}
+
 static void op_symlink(char **a) {
     char full[PATH_MAX];
     in_root(full, a[1]);
@@ -554,17 +615,7 @@ static void op_seccomp(char **a) {
     if (notify_sock[1] < 0) fail(EINVAL, "seccomp without a notify step");
     int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
     if (listener < 0) fail(errno, "seccomp(SECCOMP_SET_MODE_FILTER, NEW_LISTENER)");
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    memset(cbuf, 0, sizeof cbuf);
-    char byte = 0;
-    struct iovec iov = {&byte, 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &listener, sizeof(int));
-    if (sendmsg(NOTIFY_FD, &msg, 0) != 1) fail(errno, "hand the seccomp listener to init");
+    if (send_fd(NOTIFY_FD, listener) < 0) fail(errno, "hand the seccomp listener to init");
 }
 
 /* exec ARGC ARGV... ENV...: search PATH from the new environment (not ours)
@@ -612,6 +663,7 @@ struct proc {
     unsigned long long start;   /* start time in ticks: a recycled pid is another process */
     long long own, kids;        /* its own CPU and its reaped children's, µs */
     long long shm_kb, shm_pss;  /* shmem it maps (status), and its proportional share (smaps_rollup), -1 unread */
+    int oom_bad;                /* checks in a row that found its oom_score_adj lowered and out of reach */
 };
 
 #define MAX_PROCS 8192
@@ -720,19 +772,19 @@ static long long sysv_shm_bytes(void) {
 
 /* Raise a process's oom_score_adj back to 1000 (it may lower it as far as 0
  * itself).  Raising needs no privilege; a process that made itself
- * non-dumpable owns its /proc files no more, and then keeping a lowered value
- * is tampering. */
-static void oom_back_to_1000(const char *pid) {
+ * non-dumpable owns its /proc files no more: 1 when it is so and its value is
+ * lowered (the caller calls it tampering when that lasts: the program process
+ * is briefly so between fork and exec, by design). */
+static int oom_back_to_1000(const char *pid) {
     char path[300], buf[16];
     snprintf(path, sizeof path, "/proc/%s/oom_score_adj", pid);
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd >= 0) {
         if (write(fd, "1000", 4) < 0) {}
         close(fd);
-        return;
+        return 0;
     }
-    if (errno == EACCES && read_small(path, buf, sizeof buf) > 0 && atoi(buf) < 1000)
-        tampered = "oom_score_adj";
+    return errno == EACCES && read_small(path, buf, sizeof buf) > 0 && atoi(buf) < 1000;
 }
 
 /* Init's own limits are the program's to change (same uid; prlimit64 on pid
@@ -806,7 +858,7 @@ static void sample(void) {
             if (file > file_max) file_max = file;
             shm_kb = field_kb(buf, "\nRssShmem:");
         }
-        if (samples % 10 == 0) oom_back_to_1000(e->d_name);
+        int oom_bad = samples % 10 == 0 ? oom_back_to_1000(e->d_name) : -1;   /* -1: not looked at */
         if (n < MAX_PROCS) {
             struct proc *t = &next_tab[n++];
             t->pid = atoi(e->d_name);
@@ -817,9 +869,11 @@ static void sample(void) {
             t->shm_kb = shm_kb;
             t->shm_pss = -1;
             int o = find(tab, ntab, t->pid);
-            if (o < 0 || tab[o].start != start) changed = 1;
-            else if (tab[o].shm_kb != shm_kb) changed = 1;
+            int same = o >= 0 && tab[o].start == start;
+            if (!same || tab[o].shm_kb != shm_kb) changed = 1;
             else t->shm_pss = tab[o].shm_pss;
+            t->oom_bad = oom_bad < 0 ? (same ? tab[o].oom_bad : 0) : oom_bad ? (same ? tab[o].oom_bad : 0) + 1 : 0;
+            if (t->oom_bad >= 2) tampered = "oom_score_adj";
         }
     }
     closedir(d);
@@ -1068,12 +1122,41 @@ static void fuse_overlay(const char *lowers, const char *upper, const char *work
     if (err) fail(err, "fuse-overlayfs did not mount (is /dev/fuse usable, mode 0666?)");
 }
 
-/* In the launcher: serve init's requests until it closes its end (at fork). */
+/* keepdir PATH (init, after pivot_root): the working directory, a tmpfs of
+ * the sandbox, goes to the runner (through the launcher, which alone can
+ * reach it) as a directory descriptor.  The runner reads the files the run
+ * left from it with its O_NOFOLLOW walk; the tmpfs outlives the sandbox's
+ * mount namespace only as long as that descriptor, so nothing stays behind
+ * on the host, whatever modes the program left, and it is capped like any
+ * tmpfs of the profile. */
+static void op_keepdir(char **a) {
+    int fd = open(a[0], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) fail(errno, "open the working directory %s", a[0]);
+    if (send_fd(helper_sock[1], fd) < 0) fail(errno, "hand the working directory to the launcher");
+    close(fd);
+    int err = EIO;
+    if (recv(helper_sock[1], &err, sizeof err, 0) != sizeof err) fail(EIO, "the launcher did not answer");
+    if (err) fail(err, "hand the working directory to the runner");
+}
+
+/* In the launcher: serve init's requests until it closes its end (at fork):
+ * a FUSE daemon, or passing the working directory on. */
 static void serve_helper(pid_t init) {
-    char req[6 * PATH_MAX], path[64];
+    char req[6 * PATH_MAX], path[64], cbuf[CMSG_SPACE(sizeof(int))];
     for (;;) {
-        ssize_t n = recv(helper_sock[0], req, sizeof req - 1, 0);
+        struct iovec iov = {req, sizeof req - 1};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+        ssize_t n = recvmsg(helper_sock[0], &msg, MSG_CMSG_CLOEXEC);
         if (n <= 0) return;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int fd, err = 0;
+            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            if (send_fd(WORKDIR_FD, fd) < 0) err = errno;
+            close(fd);
+            send(helper_sock[0], &err, sizeof err, 0);
+            continue;
+        }
         req[n] = 0;
         const char *merged = req + strlen(req) + 1;
         const char *bin = merged + strlen(merged) + 1;
@@ -1209,6 +1292,7 @@ static void clone_init(char **a) {
         if (poll(&p, 1, 0) > 0 && (p.revents & POLLHUP)) _exit(125);
         close(alive[0]);
         close(helper_sock[0]);
+        close(WORKDIR_FD);          /* the launcher's, to the runner */
         sigprocmask(SIG_SETMASK, &old, NULL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGALRM, SIG_DFL);
@@ -1249,7 +1333,9 @@ int main(void) {
     /* Nothing the runner's process happened to leave open gets further, and
      * our pipes close at exec (posix_spawn's dup2 cleared close-on-exec): a
      * program holding the error pipe could forge setup errors. */
-    syscall(SYS_close_range, STATUS_FD + 1, ~0U, 0);
+    syscall(SYS_close_range, STATUS_FD + 1, WORKDIR_FD - 1, 0);
+    syscall(SYS_close_range, WORKDIR_FD + 1, ~0U, 0);
+    fcntl(WORKDIR_FD, F_SETFD, FD_CLOEXEC);
     fcntl(ERR_FD, F_SETFD, FD_CLOEXEC);
     fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
     signal(SIGTERM, on_term);
@@ -1292,6 +1378,7 @@ int main(void) {
         else if (!strcmp(name, "fusebin")) snprintf(fuse_bin, sizeof fuse_bin, "%s", a[0]);
         else if (!strcmp(name, "bind")) op_bind(a);
         else if (!strcmp(name, "symlink")) op_symlink(a);
+        else if (!strcmp(name, "copy")) op_copy(a);
         else if (!strcmp(name, "mkdir")) op_mkdir(a);
         else if (!strcmp(name, "tmpfs")) op_tmpfs(a);
         else if (!strcmp(name, "proc")) op_proc(a);
@@ -1301,6 +1388,7 @@ int main(void) {
         else if (!strcmp(name, "hostname")) { if (sethostname(a[0], strlen(a[0])) < 0) fail(errno, "sethostname"); }
         else if (!strcmp(name, "loopback")) op_loopback();
         else if (!strcmp(name, "keyring")) op_keyring();
+        else if (!strcmp(name, "keepdir")) op_keepdir(a);
         else if (!strcmp(name, "fork")) {
             sigprocmask(SIG_BLOCK, &chld, NULL);
             /* Non-dumpable from here on (not earlier: init writes its own

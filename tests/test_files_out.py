@@ -14,9 +14,14 @@ def api(user, code, timeout=180):
     return json.loads(r.stdout.decode().splitlines()[-1])
 
 
-def leftovers():
-    """What a working directory on the host would leave (the old design used /dev/shm)."""
-    return sorted(glob.glob("/dev/shm/sandbox-work-*") + glob.glob("/tmp/sandbox-work-*"))
+def leftovers(marker):
+    """Files named `marker` in host working directories (the old design's, on /dev/shm); we are
+    root, so mode-000 directories are searched too, and other runs' directories do not count."""
+    found = []
+    for top in glob.glob("/dev/shm/sandbox-work-*") + glob.glob("/tmp/sandbox-work-*"):
+        for dirpath, dirnames, filenames in os.walk(top):
+            found += [os.path.join(dirpath, n) for n in dirnames + filenames if marker in n]
+    return found
 
 
 RUN = """
@@ -36,21 +41,18 @@ def run(user, script, names):
 def test_the_working_directory_is_capped_like_the_profiles_tmpfs(user):
     """160 MiB written where the profile's /box is 64M: the write fails inside, the verdict is the
     program's, and the file read back is what the tmpfs held."""
-    before = leftovers()
-    out = run(user, "head -c 167772160 /dev/zero > /box/big; echo rc=$?; cat /box/in.txt", ["/box/big"])
+    out = run(user, "head -c 167772160 /dev/zero > /box/big-6c1d; echo rc=$?; cat /box/in.txt", ["/box/big-6c1d"])
     assert out["status"] == "OK" and out["stdout"].startswith("rc=1\n"), out    # ENOSPC for head
     assert out["stdout"].endswith("hello"), out                                 # files_in was copied in
-    assert out["files"].get("/box/big", 0) <= 64 * MiB, out
-    assert "/box/big" in out["errors"] or out["files"]["/box/big"] > 60 * MiB, out
-    assert leftovers() == before
+    assert 60 * MiB < out["files"]["/box/big-6c1d"] <= 64 * MiB, out
+    assert leftovers("big-6c1d") == []
 
 
 def test_a_mode_000_subdirectory_leaves_nothing_behind(user):
-    before = leftovers()
-    out = run(user, "mkdir -p /box/d/e && echo x > /box/d/e/f && chmod 000 /box/d/e /box/d", ["/box/d/e/f"])
+    out = run(user, "mkdir -p /box/d/e && echo x > /box/d/e/f-93a7 && chmod 000 /box/d/e /box/d", ["/box/d/e/f-93a7"])
     assert out["status"] == "OK", out
-    assert "not a directory of the run" in out["errors"]["/box/d/e/f"], out
-    assert leftovers() == before
+    assert "not a directory of the run" in out["errors"]["/box/d/e/f-93a7"], out
+    assert leftovers("f-93a7") == []
 
 
 def test_chmod_000_of_the_working_directory_gives_per_file_errors(user):

@@ -103,3 +103,13 @@ def test_init_rlimit_nofile_lowered_to_nothing_ends_the_run(sbx):
     r, rep = py(sbx, "prlimit(1, 7, 0, 0)\nburn(3)\nprint('survived')", "--time", "10")
     assert rep["status"] == "SYS" and "open-files limit" in rep["message"], rep
     assert b"survived" not in r.stdout
+
+
+def test_init_rlimit_cpu_within_reach_ends_the_run_before_the_kernel_kills_init(sbx):
+    """A hard RLIMIT_CPU of 0 on init (the kernel would SIGKILL it at 1 s of its own CPU, taking
+    the run's accounting with it): init ends the run itself at its next sample, SYS, the
+    program's CPU counted."""
+    r, rep = py(sbx, "burn(0.3)\nprlimit(1, 0, 0, 0)\nburn(3)\nprint('survived')", "--time", "10")
+    assert rep["status"] == "SYS" and "CPU time limit of the sandbox's init" in rep["message"], rep
+    assert b"survived" not in r.stdout
+    assert 0.3 <= rep["cpu_time_s"] < 3, rep

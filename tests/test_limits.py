@@ -166,7 +166,7 @@ def test_report_has_every_documented_field(sbx):
     assert rep["cgroup"]["path"] or rep["cgroup"]["unavailable"]
 
 
-WORK = "n = 0\nfor i in range(4_000_000): n += i * i\n"     # 0.5 to 1.2 s of CPU here: the host's speed varies
+WORK = "import time\nwhile time.process_time() < 0.5: pass\n"     # bounded by CPU time, not by the host's speed
 
 
 def _time_output(stderr):

@@ -662,6 +662,7 @@ struct proc {
     int pid, ppid;
     unsigned long long start;   /* start time in ticks: a recycled pid is another process */
     long long own, kids;        /* its own CPU and its reaped children's, µs */
+    long long shared;           /* statm's shared pages: file-backed + shmem */
     long long shm_kb, shm_pss;  /* shmem it maps (status), and its proportional share (smaps_rollup), -1 unread */
     int oom_bad;                /* checks in a row that found its oom_score_adj lowered and out of reach */
 };
@@ -679,7 +680,7 @@ static long long last_sample_ns;
 static struct rlimit nofile_at_fork;
 static const char *tampered;      /* why init ended the run to protect itself, if it did */
 
-static long tick_hz;
+static long tick_hz, page_size;
 
 static long long now_ns(void) {
     struct timespec ts;
@@ -820,7 +821,7 @@ static long long field_kb(const char *text, const char *name) {
  * the contents of /dev/shm, which may be held by no process at all.
  * smaps_rollup walks the page tables (0.5 ms for 64 MiB), so it is read only
  * for processes that map shmem, and again only when that changed, a process
- * came or went, or every 10th sample; /proc/PID/status says the rest. */
+ * came or went, or every 10th sample. */
 static void sample(void) {
     struct rusage ru;
     getrusage(RUSAGE_CHILDREN, &ru);
@@ -850,26 +851,32 @@ static void sample(void) {
         procs++;
         long long own = (long long)(ut + st) * 1000000LL / tick_hz, kids = (cut + cst) * 1000000LL / tick_hz;
         cpu_us += own + kids;
-        snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
-        long long shm_kb = 0;
-        if (read_small(path, buf, sizeof buf) > 0) {
-            anon += field_kb(buf, "\nRssAnon:") * 1024;
-            long long file = field_kb(buf, "\nRssFile:") * 1024;
-            if (file > file_max) file_max = file;
-            shm_kb = field_kb(buf, "\nRssShmem:");
+        /* statm: resident and shared (file-backed + shmem) pages; which part of
+         * shared is shmem says status (twice the cost), read again only when
+         * shared changed, for a new process, or every 10th sample */
+        long long pid = atoll(e->d_name), res = 0, shared = 0, shm_kb = 0;
+        snprintf(path, sizeof path, "/proc/%s/statm", e->d_name);
+        if (read_small(path, buf, sizeof buf) <= 0 || sscanf(buf, "%*d %lld %lld", &res, &shared) != 2) res = shared = 0;
+        int o = find(tab, ntab, (int)pid), same = o >= 0 && tab[o].start == start;
+        if (same && tab[o].shared == shared && samples % 10) shm_kb = tab[o].shm_kb;
+        else {
+            snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+            if (read_small(path, buf, sizeof buf) > 0) shm_kb = field_kb(buf, "\nRssShmem:");
         }
+        anon += (res - shared) * page_size;
+        long long file = shared * page_size - shm_kb * 1024;
+        if (file > file_max) file_max = file;
         int oom_bad = samples % 10 == 0 ? oom_back_to_1000(e->d_name) : -1;   /* -1: not looked at */
         if (n < MAX_PROCS) {
             struct proc *t = &next_tab[n++];
-            t->pid = atoi(e->d_name);
+            t->pid = (int)pid;
             t->ppid = ppid;
             t->start = start;
             t->own = own;
             t->kids = kids;
+            t->shared = shared;
             t->shm_kb = shm_kb;
             t->shm_pss = -1;
-            int o = find(tab, ntab, t->pid);
-            int same = o >= 0 && tab[o].start == start;
             if (!same || tab[o].shm_kb != shm_kb) changed = 1;
             else t->shm_pss = tab[o].shm_pss;
             t->oom_bad = oom_bad < 0 ? (same ? tab[o].oom_bad : 0) : oom_bad ? (same ? tab[o].oom_bad : 0) + 1 : 0;
@@ -1022,6 +1029,7 @@ static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long
     if (tfd >= 0) timerfd_settime(tfd, 0, &its, NULL);
     fcntl(STATUS_FD, F_SETFL, O_NONBLOCK);  /* a slow reader may drop samples, never stall the reaper */
     tick_hz = sysconf(_SC_CLK_TCK);
+    page_size = sysconf(_SC_PAGESIZE);
     getrlimit(RLIMIT_NOFILE, &nofile_at_fork);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) finish(prog, 0, 0, t_fork, now_ns());

@@ -689,6 +689,31 @@ static long long now_ns(void) {
 }
 
 
+static long long read_small(const char *path, char *buf, size_t size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n < 0) return -1;
+    buf[n] = 0;
+    return n;
+}
+
+/* A process's parent, start time, own CPU and reaped children's CPU (µs). */
+static int read_stat(const char *pid, int *ppid, unsigned long long *start, long long *own, long long *kids) {
+    char path[300], buf[1024];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    if (read_small(path, buf, sizeof buf) <= 0) return -1;
+    char *p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
+    unsigned long long ut, st;
+    long long cut, cst;
+    if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld %*d %*d %*d %*d %llu",
+                     ppid, &ut, &st, &cut, &cst, start) != 6) return -1;
+    *own = (long long)(ut + st) * 1000000LL / tick_hz;
+    *kids = (cut + cst) * 1000000LL / tick_hz;
+    return 0;
+}
+
 static int find(const struct proc *t, int n, int pid) {
     int lo = 0, hi = n - 1;
     while (lo <= hi) {
@@ -706,8 +731,9 @@ static int find(const struct proc *t, int n, int pid) {
  * children times did not grow by was reaped by the kernel: count it as lost.
  * No tolerance is needed: /proc's times are floored to clock ticks and never
  * decrease, and a parent's children times grow by at least the floors of what
- * it reaped, so an honest wait never shows a shortfall. */
-static void account(const struct proc *old, int nold, const struct proc *cur, int ncur, long long init_kids_now) {
+ * it reaped, so an honest wait never shows a shortfall (the parent is read
+ * again for that: this sample may have read it before the reap). */
+static void account(const struct proc *old, int nold, struct proc *cur, int ncur, long long init_kids_now) {
     static long long expect_init;
     static int n_init;
     int touched = 0;
@@ -728,6 +754,14 @@ static void account(const struct proc *old, int nold, const struct proc *cur, in
     if (!touched) return;
     for (int j = 0; j < ncur; j++) {
         if (!expect_n[j]) continue;
+        /* Read it again: the child may have been reaped after this sample read
+         * the parent and before it looked for the child. */
+        char pid[16];
+        int ppid;
+        unsigned long long start;
+        long long own, kids;
+        snprintf(pid, sizeof pid, "%d", cur[j].pid);
+        if (read_stat(pid, &ppid, &start, &own, &kids) == 0 && start == cur[j].start) cur[j].kids = kids;
         int o = find(old, nold, cur[j].pid);
         long long grew = o >= 0 && old[o].start == cur[j].start ? cur[j].kids - old[o].kids : cur[j].kids;
         long long missing = expect_us[j] - grew;
@@ -743,15 +777,6 @@ static void account(const struct proc *old, int nold, const struct proc *cur, in
     }
 }
 
-static long long read_small(const char *path, char *buf, size_t size) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    ssize_t n = read(fd, buf, size - 1);
-    close(fd);
-    if (n < 0) return -1;
-    buf[n] = 0;
-    return n;
-}
 
 /* SysV shared memory of the sandbox's IPC namespace (init is in it): every
  * segment's resident and swapped bytes, attached or not.  A detached segment
@@ -839,17 +864,11 @@ static void sample(void) {
     char path[300], buf[4096];
     while ((e = readdir(d))) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9' || strcmp(e->d_name, "1") == 0) continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        if (read_small(path, buf, 1024) <= 0) continue;
-        char *p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
-        if (!p) continue;
         int ppid;
-        unsigned long long ut, st, start;
-        long long cut, cst;
-        if (sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld %*d %*d %*d %*d %llu",
-                   &ppid, &ut, &st, &cut, &cst, &start) != 6) continue;
+        unsigned long long start;
+        long long own, kids;
+        if (read_stat(e->d_name, &ppid, &start, &own, &kids) < 0) continue;
         procs++;
-        long long own = (long long)(ut + st) * 1000000LL / tick_hz, kids = (cut + cst) * 1000000LL / tick_hz;
         cpu_us += own + kids;
         /* statm: resident and shared (file-backed + shmem) pages; which part of
          * shared is shmem says status (twice the cost), read again only when

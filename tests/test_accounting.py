@@ -120,6 +120,18 @@ def test_cpu_of_auto_reaped_children_is_honest_under_the_limit(sbx):
     assert rep["cpu_vanished_s"] >= 0.6, rep
 
 
+def test_children_that_are_waited_for_are_not_counted_twice(sbx):
+    """The converse: a parent that waits for 30 children of 20 ms each (a shell script's way) has
+    their CPU in its own children times; none of it may count as vanished on top."""
+    code = ("import os, time\nfor _ in range(30):\n    pid = os.fork()\n    if pid == 0:\n"
+            "        t = time.process_time()\n        while time.process_time() - t < 0.02: pass\n        os._exit(0)\n"
+            "    os.waitpid(pid, 0)\n")
+    r, rep = py(sbx, code, "--time", "5")
+    assert rep["status"] == "OK", rep
+    assert rep["cpu_vanished_s"] == 0.0, rep
+    assert 0.6 <= rep["cpu_time_s"] < 1.2, rep
+
+
 OOM = """
 import time
 def adj():

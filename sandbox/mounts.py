@@ -165,7 +165,8 @@ def steps(profile, binds, img=None, workdir=None):
         Step("inner_binds", "binds that land inside a tmpfs (the script among them), after it exists; files_in "
                             "of a kept working directory are copied into it",
              bind_params(inner), bind_ops(inner), HINTS),
-        Step("proc", "procfs of the sandbox's pid namespace; sys, sysrq-trigger, irq, bus read-only",
+        Step("proc", "procfs of the sandbox's pid namespace; sys, sysrq-trigger, irq, bus read-only; keys and "
+                     "key-users covered with an empty file",
              {"path": "/proc"}, [op("proc", "/proc")], HINTS),
         Step("dev", "minimal /dev: null zero full random urandom tty, private devpts, /dev/shm",
              {"shm_size": profile.get("shm_size", 16 << 20)}, [op("dev", "/dev", profile.get("shm_size", 16 << 20))],

@@ -58,6 +58,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -779,21 +780,13 @@ static void account(const struct proc *old, int nold, struct proc *cur, int ncur
 
 
 /* SysV shared memory of the sandbox's IPC namespace (init is in it): every
- * segment's resident and swapped bytes, attached or not.  A detached segment
- * belongs to no process and would be counted nowhere else. */
+ * segment's resident and swapped pages, attached or not (SHM_INFO: one call,
+ * the namespace's totals).  A detached segment belongs to no process and
+ * would be counted nowhere else. */
 static long long sysv_shm_bytes(void) {
-    static char buf[65536];
-    if (read_small("/proc/sysvipc/shm", buf, sizeof buf) <= 0) return 0;
-    long long total = 0;
-    char *line = strchr(buf, '\n');   /* header */
-    while (line && *++line) {
-        unsigned long long rss = 0, swap = 0;
-        /* key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap */
-        if (sscanf(line, "%*d %*d %*o %*u %*d %*d %*u %*u %*u %*u %*u %*u %*u %*u %llu %llu", &rss, &swap) == 2)
-            total += (long long)(rss + swap);
-        line = strchr(line, '\n');
-    }
-    return total;
+    struct shm_info info;
+    if (shmctl(0, SHM_INFO, (struct shmid_ds *)&info) < 0) return 0;
+    return (long long)(info.shm_rss + info.shm_swp) * page_size;
 }
 
 /* Raise a process's oom_score_adj back to 1000 (it may lower it as far as 0

@@ -558,6 +558,20 @@ static void op_loopback(void) {
 
 /* ------------------------------------------------------------ ops run by the program process */
 
+/* rlimitcap RES VALUE: lower a limit to VALUE, never raise it.  For the
+ * per-user limits (pending signals, message queue bytes, locked memory) the
+ * kernel charges the sandbox's use to the caller's own allowance too: without
+ * a cap here one run could take all of it from the caller's other processes. */
+static void op_rlimitcap(char **a) {
+    int res = (int)num(a[0]);
+    rlim_t cap = (rlim_t)num(a[1]);
+    struct rlimit rl;
+    if (getrlimit(res, &rl) < 0) fail(errno, "getrlimit(%s)", a[0]);
+    if (rl.rlim_cur > cap) rl.rlim_cur = cap;
+    if (rl.rlim_max > cap) rl.rlim_max = cap;
+    if (setrlimit(res, &rl) < 0) fail(errno, "setrlimit(%s, %s)", a[0], a[1]);
+}
+
 static void op_caps(void) {
     /* Bounding set first (needs CAP_SETPCAP, which we still have), then lock
      * the securebits so that even uid 0 inside gains nothing on exec, then
@@ -1450,6 +1464,7 @@ int main(void) {
             struct rlimit rl = {soft < 0 ? RLIM_INFINITY : (rlim_t)soft, hard < 0 ? RLIM_INFINITY : (rlim_t)hard};
             if (setrlimit((int)num(a[0]), &rl) < 0) fail(errno, "setrlimit(%s, %s, %s)", a[0], a[1], a[2]);
         }
+        else if (!strcmp(name, "rlimitcap")) op_rlimitcap(a);
         else if (!strcmp(name, "nnp")) { if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(errno, "PR_SET_NO_NEW_PRIVS"); }
         else if (!strcmp(name, "caps")) op_caps();
         else if (!strcmp(name, "setsid")) { if (setsid() < 0) fail(errno, "setsid"); }

@@ -1,7 +1,7 @@
 """Without a cgroup, init's samples are the accounting: memory that is no process's RSS, CPU of
 processes the kernel reaps for their parent, and the OOM ranking the program must keep.  Each test
 is an attack from the review of issue 9, run for real."""
-import pytest
+import os
 
 MiB = 1 << 20
 
@@ -177,3 +177,44 @@ def test_init_samples_cheaply(sbx):
     print(f"init: {init['samples']} samples, {init['cpu_s'] * 1e3:.2f} ms CPU, {per_sample * 1e6:.0f} us/sample")
     assert per_sample < 0.002, init
     assert init["cpu_s"] < 0.2 * rep["wall_time_s"], init
+
+
+NOCLDWAIT = r"""
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+static void on_chld(int s) { (void)s; }
+static double cpu(void) { struct timespec t; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+int main(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_chld;          /* a handler, not SIG_IGN: SA_NOCLDWAIT alone makes the kernel reap */
+    sa.sa_flags = SA_NOCLDWAIT;
+    sigaction(SIGCHLD, &sa, NULL);
+    for (int i = 0; i < 4; i++) {
+        if (fork() == 0) { double t = cpu(); while (cpu() - t < 0.6) {} _exit(0); }
+        while (wait(NULL) > 0 || errno_is_eintr()) {}
+    }
+    puts("done");
+    return 0;
+}
+"""
+
+
+def test_cpu_of_children_reaped_by_sa_nocldwait_is_counted(sbx, box, user):
+    import shutil
+    import subprocess
+    src = os.path.join(box, "nocldwait.c")
+    with open(src, "w") as f:
+        f.write(NOCLDWAIT.replace("errno_is_eintr()", "(errno == EINTR)").replace("#include <signal.h>",
+                                                                                 "#include <errno.h>\n#include <signal.h>"))
+    exe = os.path.join(box, "nocldwait")
+    subprocess.run([shutil.which("gcc") or "cc", "-O0", "-o", exe, src], check=True)
+    os.chmod(exe, 0o755)
+    r, rep = sbx.run("run", "--profile", "native", "--time", "1", "--bind", f"{exe}:/box/nocldwait", "--",
+                     "/box/nocldwait")
+    assert rep["status"] == "TLE" and rep["limit_hit"] == "cpu_time", (r.stdout, rep)
+    assert rep["cpu_time_s"] >= 1.0 and rep["cpu_vanished_s"] >= 0.5, rep

@@ -76,3 +76,33 @@ def test_inotify_instances_are_capped_and_the_caller_keeps_its_own(user):
         p.stdin.write(b"\n")
         p.stdin.close()
         p.wait(timeout=60)
+
+
+SIGQUEUE = """
+import ctypes, os, signal, sys
+libc = ctypes.CDLL(None, use_errno=True)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])
+class Value(ctypes.Union):
+    _fields_ = [("i", ctypes.c_int), ("p", ctypes.c_void_p)]
+n = 0
+while n < 200000 and libc.sigqueue(os.getpid(), signal.SIGRTMIN, Value(1)) == 0:
+    n += 1
+print(n, ctypes.get_errno(), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_pending_signals_are_capped_and_the_caller_keeps_its_own(user):
+    """Queued signals are charged to the caller's uid as well: a run that queued them until EAGAIN
+    took all 96365 of the caller's, and the caller's own sigqueue failed while it ran."""
+    p = user.popen([SANDBOX, "run", "--profile", "py311", "--", "python3", "-c", SIGQUEUE],
+                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        count, err = p.stdout.readline().split()
+        assert int(count) <= 256 and int(err) == 11, (count, err)          # EAGAIN at the sandbox's cap
+        mine = user.run([sys.executable, "-c", SIGQUEUE.replace("sys.stdin.readline()", "")])
+        assert int(mine.stdout.split()[0]) > 256, mine.stdout              # the caller still has its own
+    finally:
+        p.stdin.write(b"\n")
+        p.stdin.close()
+        p.wait(timeout=60)

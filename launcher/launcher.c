@@ -1003,14 +1003,18 @@ static int receive_listener(int sock) {
 static void on_notification(int listener, pid_t prog, long long t_fork) {
     static struct seccomp_notif_sizes sizes;
     static unsigned char seen[1024];
+    /* Static buffers, not malloc: the program may lower init's RLIMIT_AS or
+     * RLIMIT_DATA (prlimit64 on pid 1), and a notification left unanswered
+     * would hold the call for ever. */
+    static union { struct seccomp_notif n; unsigned char room[4096]; } req_buf;
+    static union { struct seccomp_notif_resp r; unsigned char room[4096]; } resp_buf;
     if (!sizes.seccomp_notif && syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) return;
-    struct seccomp_notif *req = calloc(1, sizes.seccomp_notif);
-    struct seccomp_notif_resp *resp = calloc(1, sizes.seccomp_notif_resp);
-    if (!req || !resp || ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0) {  /* ENOENT: the caller died meanwhile */
-        free(req);
-        free(resp);
-        return;
-    }
+    if (sizes.seccomp_notif > sizeof req_buf || sizes.seccomp_notif_resp > sizeof resp_buf) return;
+    struct seccomp_notif *req = &req_buf.n;
+    struct seccomp_notif_resp *resp = &resp_buf.r;
+    memset(&req_buf, 0, sizes.seccomp_notif);
+    memset(&resp_buf, 0, sizes.seccomp_notif_resp);
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0) return;   /* ENOENT: the caller died meanwhile */
     unsigned nr = req->data.nr, arch = req->data.arch;
     int native = arch == AUDIT_ARCH_X86_64 && !(nr & 0x40000000);
     if (native && nr < 1024 && (log_all || log_nr[nr])) {
@@ -1021,8 +1025,6 @@ static void on_notification(int listener, pid_t prog, long long t_fork) {
         resp->id = req->id;
         resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
         ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp);
-        free(req);
-        free(resp);
         return;
     }
     unsigned long long args[6];
@@ -1048,6 +1050,15 @@ static void watch(int ep, int fd, int tag) {
 
 enum { W_SIGNAL, W_TIMER, W_NOTIFY_SOCK, W_LISTENER };
 
+/* Grow the stack now, while RLIMIT_STACK is still ours: the program may lower
+ * it on init (prlimit64 on pid 1), and a fault on a later growth would kill
+ * init with the run's accounting.  32 KiB is three times what supervising
+ * ever uses; the pages stay once touched. */
+static void __attribute__((noinline)) grow_stack(void) {
+    volatile char room[32 << 10];
+    memset((char *)room, 0, sizeof room);
+}
+
 static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long long t_fork) {
     int sfd = signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -1056,6 +1067,7 @@ static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long
     fcntl(STATUS_FD, F_SETFL, O_NONBLOCK);  /* a slow reader may drop samples, never stall the reaper */
     tick_hz = sysconf(_SC_CLK_TCK);
     page_size = sysconf(_SC_PAGESIZE);
+    grow_stack();
     getrlimit(RLIMIT_NOFILE, &nofile_at_fork);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) finish(prog, 0, 0, t_fork, now_ns());

@@ -113,3 +113,24 @@ def test_init_rlimit_cpu_within_reach_ends_the_run_before_the_kernel_kills_init(
     assert rep["status"] == "SYS" and "CPU time limit of the sandbox's init" in rep["message"], rep
     assert b"survived" not in r.stdout
     assert 0.3 <= rep["cpu_time_s"] < 3, rep
+
+
+def test_init_rlimit_stack_and_address_space_lowered(sbx):
+    """Init's stack and heap limits, lowered below what it has: it needs no more (its stack is grown
+    before the program runs, seccomp notifications use static buffers), so nothing changes."""
+    code = """
+prlimit(1, 3, 4096, 4096)                                # RLIMIT_STACK
+prlimit(1, 9, 4096, 4096)                                # RLIMIT_AS
+prlimit(1, 2, 0, 0)                                      # RLIMIT_DATA
+burn(0.2)
+for _ in range(3):
+    if os.fork() == 0:
+        burn(0.2); os._exit(0)
+    os.wait()
+print("done")
+"""
+    r, rep = py(sbx, code, "--time", "5")
+    assert rep["status"] == "OK" and r.stdout == b"done\n", (r.stderr, rep)
+    assert rep["cpu_time_s"] >= 0.8 and rep["init"]["samples"] > 10, rep
+    r, rep = py(sbx, "prlimit(1, 3, 4096, 4096)\nprlimit(1, 9, 4096, 4096)\nburn(5)", "--time", "0.5")
+    assert rep["status"] == "TLE" and rep["limit_hit"] == "cpu_time", rep      # the monitor still works

@@ -12,6 +12,7 @@ import ctypes, os
 libc = ctypes.CDLL(None, use_errno=True)
 buf = ctypes.create_string_buffer(4096)
 n = libc.syscall(250, 11, -3, buf, 4096)                 # KEYCTL_READ of the session keyring: its key ids
+n += libc.syscall(250, 11, -4, buf, 4096)                # ... and of the user keyring
 found = libc.syscall(249, b"user", b"sbx-secret", None, 0)
 err = ctypes.get_errno()
 import json
@@ -25,9 +26,12 @@ libc = ctypes.CDLL(None, use_errno=True)
 assert libc.syscall(250, 1, None) > 0                    # KEYCTL_JOIN_SESSION_KEYRING: our own session
 key = libc.syscall(248, b"user", b"sbx-secret", b"hunter2", 7, -3)   # add_key to @s
 assert key > 0, ctypes.get_errno()
+ukey = libc.syscall(248, b"user", b"sbx-secret-u", b"hunter3", 7, -4)   # and to @u, which outlives us
+assert ukey > 0, ctypes.get_errno()
 host = "sbx-secret" in open("/proc/keys").read()
 r = subprocess.run([sys.argv[1], "run", "--profile", "py311", "--seccomp", "none", "--", "python3", "-c",
                     sys.argv[2]], capture_output=True)
+libc.syscall(250, 21, ukey)                              # KEYCTL_INVALIDATE: leave nothing behind
 print(host)
 print(r.stdout.decode(), end="")
 sys.stderr.write(r.stderr.decode())
@@ -41,7 +45,7 @@ def test_caller_keys_are_invisible_and_unreachable(user):
     assert len(lines) == 2, (r.stdout, r.stderr)
     keys, key_users, n, found, err = json.loads(lines[1])
     assert keys == "" and key_users == "", lines[1]      # masked: empty files
-    assert n == 0                                         # a fresh session keyring: no keys in it
+    assert n == 0                                         # fresh session and user keyrings: no keys in them
     assert found == -1 and err == 126, lines[1]           # request_key: ENOKEY
 
 

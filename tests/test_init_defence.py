@@ -44,22 +44,22 @@ print("finished")
 
 def test_sigchld_flood_costs_init_little(sbx):
     """kill(1, SIGCHLD) in a loop: init reads forged signals at most a thousand times a second and
-    never samples for them, so its CPU stays a small fraction of the program's."""
-    code = """
+    never samples for them.  Compared with the same run without the flood (the old init spent 80 %
+    of a CPU on it): no extra sample, and init's CPU within a small factor."""
+    flood = """
 company(12)
 t = time.process_time()
 while time.process_time() - t < 1.0:
     for _ in range(100): os.kill(1, signal.SIGCHLD)
 print("done")
 """
-    r, rep = py(sbx, code, "--time", "5", "--wall-time", "60")
-    assert rep["status"] == "OK", rep
+    _, quiet = py(sbx, flood.replace("os.kill(1, signal.SIGCHLD)", "os.getpid()"), "--time", "5", "--wall-time", "60")
+    r, rep = py(sbx, flood, "--time", "5", "--wall-time", "60")
+    assert rep["status"] == "OK" and quiet["status"] == "OK", (rep, quiet)
     assert rep["cpu_time_s"] >= 1.0
-    # no sample beyond the timer's (one per 10 ms of wall time): the forged signals added none,
-    # and init's whole cost stays a small share of the time it ran (the old init: 80 %)
     init, wall = rep["init"], rep["wall_time_s"]
-    assert init["samples"] <= 1.2 * wall * 100 + 10, (init, wall)
-    assert init["cpu_s"] < 0.25 * wall, (init, wall)
+    assert init["samples"] <= 1.2 * wall * 100 + 10, (init, wall)      # the timer's, one per 10 ms
+    assert init["cpu_s"] < 3 * quiet["init"]["cpu_s"], (init, quiet["init"])
 
 
 def test_init_rlimit_cpu_lowered_then_flooded(sbx):

@@ -902,24 +902,39 @@ static void sample(void) {
             t->kids = kids;
             t->shared = shared;
             t->shm_kb = shm_kb;
-            t->shm_pss = -1;
+            t->shm_pss = same ? tab[o].shm_pss : -1;
             if (!same || tab[o].shm_kb != shm_kb) changed = 1;
-            else t->shm_pss = tab[o].shm_pss;
             t->oom_bad = oom_bad < 0 ? (same ? tab[o].oom_bad : 0) : oom_bad ? (same ? tab[o].oom_bad : 0) + 1 : 0;
             if (t->oom_bad >= 2) tampered = "oom_score_adj";
         }
     }
     closedir(d);
     if (n != ntab) changed = 1;   /* (a process gone shows as a count that differs, or a new pid above) */
+    static int changed_last;      /* and once more after a change: the shares read then may be a spike's */
+    int changed_now = changed;
+    changed |= changed_last;
+    changed_last = changed_now;
     for (int i = 0; i < n; i++) {
         struct proc *t = &next_tab[i];
         if (t->shm_kb <= 0) continue;
         if (changed || t->shm_pss < 0) {
+            /* unreadable: the process is exiting; keep its last share (its whole
+             * RssShmem only if it has none: an exiting process would spike) */
             snprintf(path, sizeof path, "/proc/%d/smaps_rollup", t->pid);
-            t->shm_pss = read_small(path, buf, sizeof buf) > 0 ? field_kb(buf, "\nPss_Shmem:") * 1024 : t->shm_kb * 1024;
+            if (read_small(path, buf, sizeof buf) > 0) t->shm_pss = field_kb(buf, "\nPss_Shmem:") * 1024;
+            else if (t->shm_pss < 0) t->shm_pss = t->shm_kb * 1024;
         }
         shmem += t->shm_pss;
     }
+    /* The processes are read one after another: while they map the same
+     * shmem, the ones read first still show their larger old shares, and one
+     * sample can count much of it twice (200 MiB for 100 MiB, seen).  While the
+     * sharing changes, count the smaller of this sample's total and the last
+     * one's: a real rise shows one sample (10 ms) later, a spike not at all. */
+    static long long shmem_last;
+    long long shmem_now = shmem;
+    if (changed && shmem_last < shmem) shmem = shmem_last;
+    shmem_last = shmem_now;
     account(tab, ntab, next_tab, n, init_kids);
     struct proc *swap = tab;
     tab = next_tab;

@@ -1090,16 +1090,11 @@ static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long
     watch(ep, tfd, W_TIMER);
     watch(ep, notify_sock[0], W_NOTIFY_SOCK);
     int listener = -1;
-    long long deaf_until = 0;   /* signals unread until then: the program is forging them */
+    int deaf = 0;   /* signals unread until the next tick: the program is forging them */
     for (;;) {
         struct epoll_event evs[4];
-        int n = epoll_wait(ep, evs, 4, deaf_until ? 1 : -1);
+        int n = epoll_wait(ep, evs, 4, -1);
         if (n < 0 && errno != EINTR) finish(prog, 0, 0, t_fork, now_ns());
-        if (deaf_until && now_ns() >= deaf_until) {
-            struct epoll_event ev = {.events = EPOLLIN, .data.u32 = W_SIGNAL};
-            epoll_ctl(ep, EPOLL_CTL_MOD, sfd, &ev);
-            deaf_until = 0;
-        }
         for (int i = 0; i < n; i++) {
             uint32_t tag = evs[i].data.u32, what = evs[i].events;
             if (tag == W_LISTENER) {
@@ -1131,12 +1126,13 @@ static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long
                     else forged = 1;
                 }
                 if (forged) {
-                    /* Each forged signal would wake init: stop reading them for a
-                     * millisecond, so a kill(1, ...) loop costs init at most a
-                     * thousand wake-ups a second.  The timer still ticks and reaps. */
+                    /* Each forged signal would wake init: stop reading signals until
+                     * the next tick, so a kill(1, ...) loop costs init at most one
+                     * wake-up per tick.  The tick reaps meanwhile; the runner's
+                     * SIGTERM waits at most one tick. */
                     struct epoll_event ev = {.events = 0, .data.u32 = W_SIGNAL};
                     epoll_ctl(ep, EPOLL_CTL_MOD, sfd, &ev);
-                    deaf_until = now_ns() + 1000000;
+                    deaf = 1;
                 }
                 if (chld) {
                     /* Sample before reaping (the process that just ended is still
@@ -1148,6 +1144,11 @@ static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long
                 }
             } else if (tag == W_TIMER) {
                 uint64_t ticks;
+                if (deaf) {
+                    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = W_SIGNAL};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, sfd, &ev);
+                    deaf = 0;
+                }
                 if (read(tfd, &ticks, sizeof ticks) > 0) {
                     sample();
                     /* a forged SIGCHLD still pending can swallow the kernel's one

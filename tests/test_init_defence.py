@@ -43,8 +43,8 @@ print("finished")
 
 
 def test_sigchld_flood_costs_init_little(sbx):
-    """kill(1, SIGCHLD) in a loop: init reads forged signals at most a thousand times a second and
-    never samples for them.  Compared with the same run without the flood (the old init spent 80 %
+    """kill(1, SIGCHLD) in a loop: init reads forged signals at most once per 10 ms tick and never
+    samples for them.  Compared with the same run without the flood (the old init spent 80 %
     of a CPU on it): no extra sample, and init's CPU within a small factor."""
     flood = """
 company(12)

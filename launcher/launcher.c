@@ -20,12 +20,21 @@
  *          token NUL-terminated
  *   4      error pipe (close-on-exec): "E <op> <errno> <text>\n" on failure;
  *          EOF without a record means the program was exec'd
- *   5      status pipe: "D <what>\n" (degraded), "S <cpu_us> <mem> <procs>
- *          <init_utime_us> <init_stime_us>\n" samples, "X <wstatus>
- *          <init_utime_us> <init_stime_us> <t_fork_ns> <t_end_ns>\n" (program
- *          ended; CLOCK_MONOTONIC), "L <utime_us> <stime_us> <maxrss_kb>
+ *   5      status pipe: "D <what>\n" (degraded), "S ...\n" samples, "X ...\n"
+ *          (program ended; times CLOCK_MONOTONIC), "L <utime_us> <stime_us> <maxrss_kb>
  *          <nvcsw> <nivcsw>\n" (rusage of init's whole tree; last line),
  *          "I <pid>\n" (init's pid, as the runner's namespace sees it)
+ *          Samples: "S <cpu_us> <mem> <procs> <init_utime_us> <init_stime_us>
+ *          <mem_processes> <mem_sysv_shm> <mem_dev_shm>\n" (cpu_us includes
+ *          what vanished unreaped; mem is the sum of the last three); the end:
+ *          "X <wstatus> <init_utime_us> <init_stime_us> <t_fork_ns> <t_end_ns>
+ *          <cpu_vanished_us> <samples>\n"; before it, "T <what>\n" when init
+ *          ended the run because the program tampered with it
+ *   7      (optional) a unix socket from the runner: with a "keepdir" op, the
+ *          launcher sends the run's working directory (a tmpfs of the sandbox)
+ *          over it as a directory descriptor (SCM_RIGHTS), so the runner reads
+ *          the files left there after the run and the tmpfs vanishes when it
+ *          closes the descriptor
  *
  * Exit status: 0 after a run (whatever the program did), 125 when the
  * launcher itself failed before the sandbox existed.
@@ -45,10 +54,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/shm.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -70,6 +81,7 @@
 #define ERR_FD 4
 #define STATUS_FD 5
 #define NOTIFY_FD 6       /* the program process hands the seccomp listener to init here */
+#define WORKDIR_FD 7      /* the launcher hands the kept working directory to the runner here */
 #define MAX_TOKENS 65536
 #define MAX_SLOTS 256
 #define MAX_OURS 64
@@ -164,6 +176,21 @@ static void write_file(const char *path, const char *data) {
     if (fd < 0) fail(errno, "open %s", path);
     if (write(fd, data, strlen(data)) < 0) fail(errno, "write '%s' to %s", data, path);
     close(fd);
+}
+
+/* fd over a unix socket, with one byte of data. */
+static int send_fd(int sock, int fd) {
+    char cbuf[CMSG_SPACE(sizeof(int))];
+    memset(cbuf, 0, sizeof cbuf);
+    char byte = 0;
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
 }
 
 /* ------------------------------------------------------------ paths in the new root */
@@ -402,6 +429,42 @@ static void op_bind(char **a) {
     close(fd);
 }
 
+/* copy SLOT DEST: a held host file copied into a tmpfs of ours (files_in of a
+ * kept working directory: the program may rewrite it, and the runner reads
+ * the directory back without the binds).  Created by init, so the program's
+ * uid owns it; the tmpfs's size cap bounds it. */
+static void op_copy(char **a) {
+    int slot = (int)num(a[0]);
+    if (slot < 0 || slot >= MAX_SLOTS || slots[slot] < 0) fail(EINVAL, "copy of an unheld source");
+    char src[64], full[PATH_MAX], dir[PATH_MAX], buf[65536];
+    snprintf(src, sizeof src, "/proc/self/fd/%d", slots[slot]);
+    int in = open(src, O_RDONLY | O_CLOEXEC);
+    if (in < 0) fail(errno, "open the source of %s", a[1]);
+    close(slots[slot]);
+    slots[slot] = -1;
+    in_root(full, a[1]);
+    make_dirs(a[1], 0);
+    snprintf(dir, sizeof dir, "%s", full);
+    *strrchr(dir, '/') = 0;
+    struct stat parent;
+    if (stat(dir, &parent) < 0) fail(errno, "stat the directory of %s", a[1]);
+    if (!is_ours(parent.st_dev)) fail(EROFS, "cannot copy %s: its directory comes from the host", a[1]);
+    int out = open(full, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (out < 0) fail(errno, "create %s", a[1]);
+    for (;;) {
+        ssize_t n = read(in, buf, sizeof buf);
+        if (n < 0) fail(errno, "read the source of %s", a[1]);
+        if (n == 0) break;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(out, buf + off, (size_t)(n - off));
+            if (w < 0) fail(errno, "write %s", a[1]);
+            off += w;
+        }
+    }
+    close(in);
+    close(out);
+}
+
 static void op_symlink(char **a) {
     char full[PATH_MAX];
     in_root(full, a[1]);
@@ -441,6 +504,27 @@ static void op_proc(char **a) {
         if (mount(sub, sub, NULL, MS_BIND | MS_REC, NULL) < 0) fail(errno, "bind %s/%s", a[0], cover[i]);
         restrict_mount(sub, cover[i], 1);
     }
+    /* Keys and their owners are the host's, whatever the namespace (they name
+     * the caller's keys): /dev/null over them, read-only.  Not nodev: that
+     * would make it unreadable, and a program must see an empty file. */
+    static const char *mask[] = {"keys", "key-users", NULL};
+    for (int i = 0; mask[i]; i++) {
+        join(sub, full, mask[i]);
+        if (access(sub, F_OK) < 0) continue;
+        struct statvfs sv;   /* the flags the kernel locked on the host's /dev must be kept */
+        if (mount("/dev/null", sub, NULL, MS_BIND, NULL) < 0 || statvfs(sub, &sv) < 0 ||
+            mount(NULL, sub, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC |
+                  (sv.f_flag & ST_NODEV ? MS_NODEV : 0) | (sv.f_flag & ST_NOATIME ? MS_NOATIME : 0) |
+                  (sv.f_flag & ST_RELATIME ? MS_RELATIME : 0), NULL) < 0)
+            fail(errno, "mask %s/%s", a[0], mask[i]);
+    }
+}
+
+/* The session keyring is inherited across fork and exec: without a fresh one
+ * the program would hold the caller's keys (and read their payloads, wherever
+ * keyctl is allowed).  Joining an anonymous one leaves nothing of them. */
+static void op_keyring(void) {
+    if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0) fail(errno, "join a new session keyring");
 }
 
 /* A minimal /dev: a few host device nodes bound in (a user namespace cannot
@@ -519,6 +603,20 @@ static void op_loopback(void) {
 }
 
 /* ------------------------------------------------------------ ops run by the program process */
+
+/* rlimitcap RES VALUE: lower a limit to VALUE, never raise it.  For the
+ * per-user limits (pending signals, message queue bytes, locked memory) the
+ * kernel charges the sandbox's use to the caller's own allowance too: without
+ * a cap here one run could take all of it from the caller's other processes. */
+static void op_rlimitcap(char **a) {
+    int res = (int)num(a[0]);
+    rlim_t cap = (rlim_t)num(a[1]);
+    struct rlimit rl;
+    if (getrlimit(res, &rl) < 0) fail(errno, "getrlimit(%s)", a[0]);
+    if (rl.rlim_cur > cap) rl.rlim_cur = cap;
+    if (rl.rlim_max > cap) rl.rlim_max = cap;
+    if (setrlimit(res, &rl) < 0) fail(errno, "setrlimit(%s, %s)", a[0], a[1]);
+}
 
 static void op_caps(void) {
     /* Bounding set first (needs CAP_SETPCAP, which we still have), then lock
@@ -609,17 +707,7 @@ static void op_seccomp(char **a) {
     if (notify_sock[1] < 0) fail(EINVAL, "seccomp without a notify step");
     int listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
     if (listener < 0) fail(errno, "seccomp(SECCOMP_SET_MODE_FILTER, NEW_LISTENER)");
-    char cbuf[CMSG_SPACE(sizeof(int))];
-    memset(cbuf, 0, sizeof cbuf);
-    char byte = 0;
-    struct iovec iov = {&byte, 1};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &listener, sizeof(int));
-    if (sendmsg(NOTIFY_FD, &msg, 0) != 1) fail(errno, "hand the seccomp listener to init");
+    if (send_fd(NOTIFY_FD, listener) < 0) fail(errno, "hand the seccomp listener to init");
 }
 
 /* exec ARGC ARGV... ENV...: search PATH from the new environment (not ours)
@@ -658,58 +746,33 @@ static void op_exec(char **a, int nargs) {
 
 /* ------------------------------------------------------------ init: supervise the program */
 
-/* Sum over every process of the sandbox, read from the sandbox's own /proc,
- * which shows nothing else: CPU (own + reaped children) and memory.  Memory
- * is the anonymous RSS of every process plus the largest file-backed RSS, so
- * a shared interpreter text is counted once, not once per process. */
-static void sample(long tick_hz, long page) {
-    struct rusage ru;
-    getrusage(RUSAGE_CHILDREN, &ru);
-    long long cpu_us = usec(ru.ru_utime) + usec(ru.ru_stime);
-    long long ticks = 0, anon = 0, file_max = 0;
-    int procs = 0;
-    DIR *d = opendir("/proc");
-    if (!d) return;
-    struct dirent *e;
-    char path[300], buf[1024];
-    while ((e = readdir(d))) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9' || strcmp(e->d_name, "1") == 0) continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[n] = 0;
-        char *p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
-        if (!p) continue;
-        unsigned long long ut, st;
-        long long cut, cst;
-        int threads;
-        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld %*d %*d %d",
-                   &ut, &st, &cut, &cst, &threads) != 5) continue;
-        ticks += (long long)(ut + st) + cut + cst;
-        procs += threads > 0 ? threads : 1;   /* threads count against the processes limit, as in pids.peak */
-        snprintf(path, sizeof path, "/proc/%s/statm", e->d_name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) continue;
-        n = read(fd, buf, sizeof buf - 1);
-        close(fd);
-        if (n <= 0) continue;
-        buf[n] = 0;
-        long long size, res, shared;
-        if (sscanf(buf, "%lld %lld %lld", &size, &res, &shared) != 3) continue;
-        anon += res - shared;
-        if (shared > file_max) file_max = shared;
-    }
-    closedir(d);
-    cpu_us += ticks * 1000000LL / tick_hz;
-    /* init's own CPU rides along so the runner can leave it out of the
-     * program's time even if init is killed before it can say "X". */
-    struct rusage self;
-    getrusage(RUSAGE_SELF, &self);
-    status("S %lld %lld %d %lld %lld\n", cpu_us, (anon + file_max) * page, procs, usec(self.ru_utime), usec(self.ru_stime));
-}
+/* One process of the sandbox as the last sample saw it.  Kept so that the CPU
+ * of a process that vanishes without init's rusage (its parent ignores
+ * SIGCHLD or sets SA_NOCLDWAIT: the kernel reaps it and drops its times) is
+ * still counted, as of its last sample. */
+struct proc {
+    int pid, ppid;
+    unsigned long long start;   /* start time in ticks: a recycled pid is another process */
+    long long own, kids;        /* its own CPU and its reaped children's, µs */
+    long long shared;           /* statm's shared pages: file-backed + shmem */
+    long long shm_kb, shm_pss;  /* shmem it maps (status), and its proportional share (smaps_rollup), -1 unread */
+    int oom_bad;                /* checks in a row that found its oom_score_adj lowered and out of reach */
+};
+
+#define MAX_PROCS 8192
+static struct proc tab_a[MAX_PROCS], tab_b[MAX_PROCS];
+static struct proc *tab = tab_a, *next_tab = tab_b;   /* sorted by pid: /proc lists pids in order */
+static int ntab;
+static long long tab_init_kids;   /* init's reaped children (RUSAGE_CHILDREN), µs, when tab was taken */
+static long long lost_us;         /* CPU of processes that vanished unreaped, as last sampled */
+static long long expect_us[MAX_PROCS];   /* per survivor (index in the new table) */
+static char expect_n[MAX_PROCS];
+static long samples;
+static long long last_sample_ns;
+static struct rlimit nofile_at_fork;
+static const char *tampered;      /* why init ended the run to protect itself, if it did */
+
+static long tick_hz, page_size;
 
 static long long now_ns(void) {
     struct timespec ts;
@@ -717,12 +780,271 @@ static long long now_ns(void) {
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+
+static long long read_small(const char *path, char *buf, size_t size) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n < 0) return -1;
+    buf[n] = 0;
+    return n;
+}
+
+/* A process's parent, start time, own CPU and reaped children's CPU (µs). */
+/* Returns the process's thread count (threads count against the processes limit, as in
+ * pids.peak), or -1 when it is gone. */
+static int read_stat(const char *pid, int *ppid, unsigned long long *start, long long *own, long long *kids) {
+    char path[300], buf[1024];
+    snprintf(path, sizeof path, "/proc/%s/stat", pid);
+    if (read_small(path, buf, sizeof buf) <= 0) return -1;
+    char *p = strrchr(buf, ')');  /* comm may hold spaces and parentheses */
+    unsigned long long ut, st;
+    long long cut, cst;
+    int threads;
+    if (!p || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %lld %lld %*d %*d %d %*d %llu",
+                     ppid, &ut, &st, &cut, &cst, &threads, start) != 7) return -1;
+    *own = (long long)(ut + st) * 1000000LL / tick_hz;
+    *kids = (cut + cst) * 1000000LL / tick_hz;
+    return threads > 0 ? threads : 1;
+}
+
+static int find(const struct proc *t, int n, int pid) {
+    int lo = 0, hi = n - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (t[mid].pid == pid) return mid;
+        if (t[mid].pid < pid) lo = mid + 1; else hi = mid - 1;
+    }
+    return -1;
+}
+
+/* The old table's processes that are not in the new one ended since.  Each
+ * ended process's CPU must reach the nearest surviving ancestor's children
+ * times (the parent waited for it; if the parent ended too, its own parent
+ * waited for both) or init's rusage (init reaped it).  Whatever an ancestor's
+ * children times did not grow by was reaped by the kernel: count it as lost.
+ * No tolerance is needed: /proc's times are floored to clock ticks and never
+ * decrease, and a parent's children times grow by at least the floors of what
+ * it reaped, so an honest wait never shows a shortfall (the parent is read
+ * again for that: this sample may have read it before the reap). */
+static void account(const struct proc *old, int nold, struct proc *cur, int ncur, long long init_kids_now) {
+    static long long expect_init;
+    static int n_init;
+    int touched = 0;
+    for (int i = 0; i < nold; i++) {
+        int j = find(cur, ncur, old[i].pid);
+        if (j >= 0 && cur[j].start == old[i].start) continue;
+        int at = -1, ppid = old[i].ppid;
+        for (int hops = 0; hops < 64 && ppid > 1; hops++) {   /* the nearest ancestor still alive */
+            int a = find(cur, ncur, ppid), o = find(old, nold, ppid);
+            if (a >= 0 && (o < 0 || cur[a].start == old[o].start)) { at = a; break; }
+            if (o < 0) break;
+            ppid = old[o].ppid;
+        }
+        if (at < 0) { expect_init += old[i].own + old[i].kids; n_init = 1; }
+        else { expect_us[at] += old[i].own + old[i].kids; expect_n[at] = 1; }
+        touched = 1;
+    }
+    if (!touched) return;
+    for (int j = 0; j < ncur; j++) {
+        if (!expect_n[j]) continue;
+        /* Read it again: the child may have been reaped after this sample read
+         * the parent and before it looked for the child. */
+        char pid[16];
+        int ppid;
+        unsigned long long start;
+        long long own, kids;
+        snprintf(pid, sizeof pid, "%d", cur[j].pid);
+        if (read_stat(pid, &ppid, &start, &own, &kids) >= 0 && start == cur[j].start) cur[j].kids = kids;
+        int o = find(old, nold, cur[j].pid);
+        long long grew = o >= 0 && old[o].start == cur[j].start ? cur[j].kids - old[o].kids : cur[j].kids;
+        long long missing = expect_us[j] - grew;
+        if (missing > 0) lost_us += missing;
+        expect_us[j] = 0;
+        expect_n[j] = 0;
+    }
+    if (n_init) {
+        long long missing = expect_init - (init_kids_now - tab_init_kids);
+        if (missing > 0) lost_us += missing;
+        expect_init = 0;
+        n_init = 0;
+    }
+}
+
+
+/* SysV shared memory of the sandbox's IPC namespace (init is in it): every
+ * segment's resident and swapped pages, attached or not (SHM_INFO: one call,
+ * the namespace's totals).  A detached segment belongs to no process and
+ * would be counted nowhere else. */
+static long long sysv_shm_bytes(void) {
+    struct shm_info info;
+    if (shmctl(0, SHM_INFO, (struct shmid_ds *)&info) < 0) return 0;
+    return (long long)(info.shm_rss + info.shm_swp) * page_size;
+}
+
+/* Raise a process's oom_score_adj back to 1000 (it may lower it as far as 0
+ * itself).  Raising needs no privilege; a process that made itself
+ * non-dumpable owns its /proc files no more: 1 when it is so and its value is
+ * lowered (the caller calls it tampering when that lasts: the program process
+ * is briefly so between fork and exec, by design). */
+static int oom_back_to_1000(const char *pid) {
+    char path[300], buf[16];
+    snprintf(path, sizeof path, "/proc/%s/oom_score_adj", pid);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (write(fd, "1000", 4) < 0) {}
+        close(fd);
+        return 0;
+    }
+    return errno == EACCES && read_small(path, buf, sizeof buf) > 0 && atoi(buf) < 1000;
+}
+
+/* Init's own limits are the program's to change (same uid; prlimit64 on pid
+ * 1).  A lowered RLIMIT_NOFILE is undone up to the hard limit; a hard limit
+ * too low to sample with (init needs two free descriptors below it), or a CPU hard limit init is about to reach (the
+ * kernel would SIGKILL it and the run's accounting with it), ends the run
+ * first, reported as tampering. */
+static void guard_limits(long long own_us) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_CPU, &rl) == 0 && rl.rlim_max != RLIM_INFINITY &&
+        own_us + 250000 >= (long long)rl.rlim_max * 1000000LL)
+        tampered = "rlimit_cpu";
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < nofile_at_fork.rlim_cur) {
+        rl.rlim_cur = rl.rlim_max < nofile_at_fork.rlim_cur ? rl.rlim_max : nofile_at_fork.rlim_cur;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (rl.rlim_cur < 2) tampered = "rlimit_nofile";
+    }
+}
+
+/* The value (kB) after a "Name:" line of a /proc status-like file, or 0. */
+static long long field_kb(const char *text, const char *name) {
+    const char *p = strstr(text, name);
+    return p ? atoll(p + strlen(name)) : 0;
+}
+
+/* Sum over every process of the sandbox, read from the sandbox's own /proc,
+ * which shows nothing else: CPU (own + reaped children, + what vanished
+ * unreaped) and memory.  Memory: every process's anonymous resident memory,
+ * the largest file-backed resident memory (a shared interpreter text counts
+ * once), and shared memory (shmem: shared anonymous mappings, attached SysV
+ * segments, mapped tmpfs files) proportionally, a page shared by n processes
+ * 1/n in each (smaps_rollup's Pss_Shmem); plus the sandbox's SysV segments and
+ * the contents of /dev/shm, which may be held by no process at all.
+ * smaps_rollup walks the page tables (0.5 ms for 64 MiB), so it is read only
+ * for processes that map shmem, and again only when that changed, a process
+ * came or went, or every 10th sample. */
+static void sample(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    long long init_kids = usec(ru.ru_utime) + usec(ru.ru_stime);
+    long long cpu_us = init_kids, anon = 0, file_max = 0, shmem = 0;
+    int n = 0, procs = 0, changed = samples % 10 == 0;
+    DIR *d = opendir("/proc");
+    if (!d) {
+        struct rusage self;
+        getrusage(RUSAGE_SELF, &self);
+        guard_limits(usec(self.ru_utime) + usec(self.ru_stime));
+        return;
+    }
+    struct dirent *e;
+    char path[300], buf[4096];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9' || strcmp(e->d_name, "1") == 0) continue;
+        int ppid;
+        unsigned long long start;
+        long long own, kids;
+        int threads = read_stat(e->d_name, &ppid, &start, &own, &kids);
+        if (threads < 0) continue;
+        procs += threads;
+        cpu_us += own + kids;
+        /* statm: resident and shared (file-backed + shmem) pages; which part of
+         * shared is shmem says status (twice the cost), read again only when
+         * shared changed, for a new process, or every 10th sample */
+        long long pid = atoll(e->d_name), res = 0, shared = 0, shm_kb = 0;
+        snprintf(path, sizeof path, "/proc/%s/statm", e->d_name);
+        if (read_small(path, buf, sizeof buf) <= 0 || sscanf(buf, "%*d %lld %lld", &res, &shared) != 2) res = shared = 0;
+        int o = find(tab, ntab, (int)pid), same = o >= 0 && tab[o].start == start;
+        if (same && tab[o].shared == shared && samples % 10) shm_kb = tab[o].shm_kb;
+        else {
+            snprintf(path, sizeof path, "/proc/%s/status", e->d_name);
+            if (read_small(path, buf, sizeof buf) > 0) shm_kb = field_kb(buf, "\nRssShmem:");
+        }
+        anon += (res - shared) * page_size;
+        long long file = shared * page_size - shm_kb * 1024;
+        if (file > file_max) file_max = file;
+        int oom_bad = samples % 10 == 0 ? oom_back_to_1000(e->d_name) : -1;   /* -1: not looked at */
+        if (n < MAX_PROCS) {
+            struct proc *t = &next_tab[n++];
+            t->pid = (int)pid;
+            t->ppid = ppid;
+            t->start = start;
+            t->own = own;
+            t->kids = kids;
+            t->shared = shared;
+            t->shm_kb = shm_kb;
+            t->shm_pss = same ? tab[o].shm_pss : -1;
+            if (!same || tab[o].shm_kb != shm_kb) changed = 1;
+            t->oom_bad = oom_bad < 0 ? (same ? tab[o].oom_bad : 0) : oom_bad ? (same ? tab[o].oom_bad : 0) + 1 : 0;
+            if (t->oom_bad >= 2) tampered = "oom_score_adj";
+        }
+    }
+    closedir(d);
+    if (n != ntab) changed = 1;   /* (a process gone shows as a count that differs, or a new pid above) */
+    static int changed_last;      /* and once more after a change: the shares read then may be a spike's */
+    int changed_now = changed;
+    changed |= changed_last;
+    changed_last = changed_now;
+    for (int i = 0; i < n; i++) {
+        struct proc *t = &next_tab[i];
+        if (t->shm_kb <= 0) continue;
+        if (changed || t->shm_pss < 0) {
+            /* unreadable: the process is exiting; keep its last share (its whole
+             * RssShmem only if it has none: an exiting process would spike) */
+            snprintf(path, sizeof path, "/proc/%d/smaps_rollup", t->pid);
+            if (read_small(path, buf, sizeof buf) > 0) t->shm_pss = field_kb(buf, "\nPss_Shmem:") * 1024;
+            else if (t->shm_pss < 0) t->shm_pss = t->shm_kb * 1024;
+        }
+        shmem += t->shm_pss;
+    }
+    /* The processes are read one after another: while they map the same
+     * shmem, the ones read first still show their larger old shares, and one
+     * sample can count much of it twice (200 MiB for 100 MiB, seen).  While the
+     * sharing changes, count the smaller of this sample's total and the last
+     * one's: a real rise shows one sample (10 ms) later, a spike not at all. */
+    static long long shmem_last;
+    long long shmem_now = shmem;
+    if (changed && shmem_last < shmem) shmem = shmem_last;
+    shmem_last = shmem_now;
+    account(tab, ntab, next_tab, n, init_kids);
+    struct proc *swap = tab;
+    tab = next_tab;
+    next_tab = swap;
+    ntab = n;
+    tab_init_kids = init_kids;
+    long long sysv = sysv_shm_bytes(), devshm = 0, mem = anon + file_max + shmem;
+    struct statvfs sv;
+    if (statvfs("/dev/shm", &sv) == 0) devshm = (long long)(sv.f_blocks - sv.f_bfree) * (long long)sv.f_frsize;
+    samples++;
+    last_sample_ns = now_ns();
+    /* init's own CPU rides along so the runner can leave it out of the
+     * program's time even if init is killed before it can say "X". */
+    struct rusage self;
+    getrusage(RUSAGE_SELF, &self);
+    guard_limits(usec(self.ru_utime) + usec(self.ru_stime));
+    status("S %lld %lld %d %lld %lld %lld %lld %lld\n", cpu_us + lost_us, mem + sysv + devshm, procs,
+           usec(self.ru_utime), usec(self.ru_stime), mem, sysv, devshm);
+}
+
 /* The end of a run, on the program's exit or on the runner's request: kill
  * every other process of the sandbox and reap them all ourselves.  Leaving
  * that to the kernel (by simply exiting as pid 1) would autoreap them, and
  * their CPU time would reach no rusage: a program could hide work in a child
- * that outlives it. */
+ * that outlives it.  A last sample first: what vanished since the previous one
+ * is accounted, and every process still alive is in the table, so one that
+ * the kernel reaps for its parent while dying is counted as of now. */
 static void __attribute__((noreturn)) finish(pid_t prog, int st, int known, long long t_fork, long long t_end) {
+    sample();
     kill(-1, SIGKILL);
     for (;;) {
         int s;
@@ -733,10 +1055,15 @@ static void __attribute__((noreturn)) finish(pid_t prog, int st, int known, long
         }
         if (r == prog && !known) { st = s; known = 1; }
     }
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    account(tab, ntab, next_tab, 0, usec(ru.ru_utime) + usec(ru.ru_stime));
     struct rusage self;
     getrusage(RUSAGE_SELF, &self);
     fcntl(STATUS_FD, F_SETFL, 0);
-    status("X %d %lld %lld %lld %lld\n", st, usec(self.ru_utime), usec(self.ru_stime), t_fork, t_end);
+    if (tampered) status("T %s\n", tampered);
+    status("X %d %lld %lld %lld %lld %lld %ld\n", st, usec(self.ru_utime), usec(self.ru_stime), t_fork, t_end,
+           lost_us, samples);
     _exit(0);
 }
 
@@ -772,14 +1099,18 @@ static int receive_listener(int sock) {
 static void on_notification(int listener, pid_t prog, long long t_fork) {
     static struct seccomp_notif_sizes sizes;
     static unsigned char seen[1024];
+    /* Static buffers, not malloc: the program may lower init's RLIMIT_AS or
+     * RLIMIT_DATA (prlimit64 on pid 1), and a notification left unanswered
+     * would hold the call for ever. */
+    static union { struct seccomp_notif n; unsigned char room[4096]; } req_buf;
+    static union { struct seccomp_notif_resp r; unsigned char room[4096]; } resp_buf;
     if (!sizes.seccomp_notif && syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0) return;
-    struct seccomp_notif *req = calloc(1, sizes.seccomp_notif);
-    struct seccomp_notif_resp *resp = calloc(1, sizes.seccomp_notif_resp);
-    if (!req || !resp || ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0) {  /* ENOENT: the caller died meanwhile */
-        free(req);
-        free(resp);
-        return;
-    }
+    if (sizes.seccomp_notif > sizeof req_buf || sizes.seccomp_notif_resp > sizeof resp_buf) return;
+    struct seccomp_notif *req = &req_buf.n;
+    struct seccomp_notif_resp *resp = &resp_buf.r;
+    memset(&req_buf, 0, sizes.seccomp_notif);
+    memset(&resp_buf, 0, sizes.seccomp_notif_resp);
+    if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0) return;   /* ENOENT: the caller died meanwhile */
     unsigned nr = req->data.nr, arch = req->data.arch;
     int native = arch == AUDIT_ARCH_X86_64 && !(nr & 0x40000000);
     if (native && nr < 1024 && (log_all || log_nr[nr]) && !is_kill(&req->data)) {
@@ -790,8 +1121,6 @@ static void on_notification(int listener, pid_t prog, long long t_fork) {
         resp->id = req->id;
         resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
         ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp);
-        free(req);
-        free(resp);
         return;
     }
     unsigned long long args[6];
@@ -800,52 +1129,115 @@ static void on_notification(int listener, pid_t prog, long long t_fork) {
     finish(prog, 0, 0, t_fork, now_ns());
 }
 
+/* Reap what has ended; the program's end ends the run. */
+static void reap(pid_t prog, long long t_fork) {
+    int st;
+    pid_t r;
+    while ((r = waitpid(-1, &st, WNOHANG | __WALL)) > 0)   /* a ptrace stop (PTRACE_TRACEME made init */
+        if (r == prog && !WIFSTOPPED(st)) finish(prog, st, 1, t_fork, now_ns());   /* the tracer) is no exit */
+}
+
+/* epoll, not poll: poll refuses more descriptors than RLIMIT_NOFILE, which the
+ * program can lower on init (prlimit64 on pid 1). */
+static void watch(int ep, int fd, int tag) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)tag};
+    if (fd >= 0) epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+enum { W_SIGNAL, W_TIMER, W_NOTIFY_SOCK, W_LISTENER };
+
+/* Grow the stack now, while RLIMIT_STACK is still ours: the program may lower
+ * it on init (prlimit64 on pid 1), and a fault on a later growth would kill
+ * init with the run's accounting.  32 KiB is three times what supervising
+ * ever uses; the pages stay once touched. */
+static void __attribute__((noinline)) grow_stack(void) {
+    volatile char room[32 << 10];
+    memset((char *)room, 0, sizeof room);
+}
+
 static void __attribute__((noreturn)) supervise(pid_t prog, sigset_t *mask, long long t_fork) {
     int sfd = signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK);
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
     struct itimerspec its = {{sample_ms / 1000, (sample_ms % 1000) * 1000000L}, {sample_ms / 1000, (sample_ms % 1000) * 1000000L}};
     if (tfd >= 0) timerfd_settime(tfd, 0, &its, NULL);
     fcntl(STATUS_FD, F_SETFL, O_NONBLOCK);  /* a slow reader may drop samples, never stall the reaper */
-    long tick_hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-    /* 0 signals, 1 timer, 2 the socket the listener comes on, 3 the listener */
-    struct pollfd pfd[4] = {{sfd, POLLIN, 0}, {tfd, POLLIN, 0}, {notify_sock[0], POLLIN, 0}, {-1, POLLIN, 0}};
+    tick_hz = sysconf(_SC_CLK_TCK);
+    page_size = sysconf(_SC_PAGESIZE);
+    grow_stack();
+    getrlimit(RLIMIT_NOFILE, &nofile_at_fork);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) finish(prog, 0, 0, t_fork, now_ns());
+    watch(ep, sfd, W_SIGNAL);
+    watch(ep, tfd, W_TIMER);
+    watch(ep, notify_sock[0], W_NOTIFY_SOCK);
+    int listener = -1;
+    int deaf = 0;   /* signals unread until the next tick: the program is forging them */
     for (;;) {
-        if (poll(pfd, 4, -1) < 0 && errno != EINTR) finish(prog, 0, 0, t_fork, now_ns());
-        if (pfd[3].revents & POLLIN) on_notification(pfd[3].fd, prog, t_fork);
-        else if (pfd[3].revents & (POLLHUP | POLLERR)) pfd[3].fd = -1;   /* no process left under the filter */
-        if (pfd[2].revents) {
-            int fd = receive_listener(pfd[2].fd);
-            if (fd >= 0) pfd[3].fd = fd;
-            close(pfd[2].fd);
-            pfd[2].fd = -1;
-        }
-        if (pfd[0].revents & POLLIN) {
-            struct signalfd_siginfo si;
-            int chld = 0;
-            while (read(sfd, &si, sizeof si) == sizeof si) {
-                /* SIGTERM counts only from outside the sandbox: the launcher's
-                 * kill(), whose sender our namespace cannot name (pid 0), with
-                 * si_code SI_USER.  A program that signals pid 1 is ignored,
-                 * also with rt_sigqueueinfo, which lets it write si_pid = 0
-                 * itself but never SI_USER towards another process. */
-                if (si.ssi_signo == SIGTERM && si.ssi_pid == 0 && si.ssi_code == SI_USER)
-                    finish(prog, 0, 0, t_fork, now_ns());
-                if (si.ssi_signo == SIGCHLD) chld = 1;
+        struct epoll_event evs[4];
+        int n = epoll_wait(ep, evs, 4, -1);
+        if (n < 0 && errno != EINTR) finish(prog, 0, 0, t_fork, now_ns());
+        for (int i = 0; i < n; i++) {
+            uint32_t tag = evs[i].data.u32, what = evs[i].events;
+            if (tag == W_LISTENER) {
+                if (what & EPOLLIN) on_notification(listener, prog, t_fork);
+                else if (what & (EPOLLHUP | EPOLLERR)) {   /* no process left under the filter */
+                    epoll_ctl(ep, EPOLL_CTL_DEL, listener, NULL);
+                    close(listener);
+                    listener = -1;
+                }
+            } else if (tag == W_NOTIFY_SOCK) {
+                listener = receive_listener(notify_sock[0]);
+                watch(ep, listener, W_LISTENER);
+                epoll_ctl(ep, EPOLL_CTL_DEL, notify_sock[0], NULL);
+                close(notify_sock[0]);
+                notify_sock[0] = -1;
+            } else if (tag == W_SIGNAL) {
+                struct signalfd_siginfo si;
+                int chld = 0, forged = 0;
+                while (read(sfd, &si, sizeof si) == sizeof si) {
+                    /* SIGTERM counts only from the launcher: kill(2) (SI_USER) from
+                     * outside the namespace, whose pid ours cannot name (0).  A
+                     * program that signals pid 1, or forges a sender with
+                     * rt_sigqueueinfo (SI_QUEUE and below), is ignored. */
+                    if (si.ssi_signo == SIGTERM && si.ssi_code == SI_USER && si.ssi_pid == 0)
+                        finish(prog, 0, 0, t_fork, now_ns());
+                    /* Only the kernel's SIGCHLD (CLD_*, above 0) means a child changed
+                     * state; the program's kill(1, SIGCHLD) costs init one read. */
+                    if (si.ssi_signo == SIGCHLD && si.ssi_code > 0) chld = 1;
+                    else forged = 1;
+                }
+                if (forged) {
+                    /* Each forged signal would wake init: stop reading signals until
+                     * the next tick, so a kill(1, ...) loop costs init at most one
+                     * wake-up per tick.  The tick reaps meanwhile; the runner's
+                     * SIGTERM waits at most one tick. */
+                    struct epoll_event ev = {.events = 0, .data.u32 = W_SIGNAL};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, sfd, &ev);
+                    deaf = 1;
+                }
+                if (chld) {
+                    /* Sample before reaping (the process that just ended is still
+                     * there as a zombie, so a burst of short-lived processes is
+                     * counted between two timer ticks), at most once a
+                     * millisecond: a fork loop must not make init sample flat out. */
+                    if (now_ns() - last_sample_ns >= 1000000) sample();
+                    reap(prog, t_fork);
+                }
+            } else if (tag == W_TIMER) {
+                uint64_t ticks;
+                if (deaf) {
+                    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = W_SIGNAL};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, sfd, &ev);
+                    deaf = 0;
+                }
+                if (read(tfd, &ticks, sizeof ticks) > 0) {
+                    sample();
+                    /* a forged SIGCHLD still pending can swallow the kernel's one
+                     * (classic signals do not queue): reap on every tick too */
+                    reap(prog, t_fork);
+                }
             }
-            if (chld) {
-                /* Sample before reaping: the process that just ended is still
-                 * there as a zombie, so a burst of short-lived processes is
-                 * counted even between two timer ticks. */
-                sample(tick_hz, page);
-                int st;
-                pid_t r;
-                while ((r = waitpid(-1, &st, WNOHANG | __WALL)) > 0)   /* a ptrace stop (PTRACE_TRACEME */
-                    if (r == prog && !WIFSTOPPED(st)) finish(prog, st, 1, t_fork, now_ns()); /* made init the tracer) is no exit */
-            }
-        }
-        if (pfd[1].revents & POLLIN) {
-            uint64_t n;
-            if (read(tfd, &n, sizeof n) > 0) sample(tick_hz, page);
+            if (tampered) finish(prog, 0, 0, t_fork, now_ns());
         }
     }
 }
@@ -938,12 +1330,41 @@ static int bind_dirs(char *opts, size_t size, const char *merged) {
     return 0;
 }
 
-/* In the launcher: serve init's requests until it closes its end (at fork). */
+/* keepdir PATH (init, after pivot_root): the working directory, a tmpfs of
+ * the sandbox, goes to the runner (through the launcher, which alone can
+ * reach it) as a directory descriptor.  The runner reads the files the run
+ * left from it with its O_NOFOLLOW walk; the tmpfs outlives the sandbox's
+ * mount namespace only as long as that descriptor, so nothing stays behind
+ * on the host, whatever modes the program left, and it is capped like any
+ * tmpfs of the profile. */
+static void op_keepdir(char **a) {
+    int fd = open(a[0], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) fail(errno, "open the working directory %s", a[0]);
+    if (send_fd(helper_sock[1], fd) < 0) fail(errno, "hand the working directory to the launcher");
+    close(fd);
+    int err = EIO;
+    if (recv(helper_sock[1], &err, sizeof err, 0) != sizeof err) fail(EIO, "the launcher did not answer");
+    if (err) fail(err, "hand the working directory to the runner");
+}
+
+/* In the launcher: serve init's requests until it closes its end (at fork):
+ * a FUSE daemon, or passing the working directory on. */
 static void serve_helper(pid_t init) {
-    char req[6 * PATH_MAX], path[64];
+    char req[6 * PATH_MAX], path[64], cbuf[CMSG_SPACE(sizeof(int))];
     for (;;) {
-        ssize_t n = recv(helper_sock[0], req, sizeof req - 1, 0);
+        struct iovec iov = {req, sizeof req - 1};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+        ssize_t n = recvmsg(helper_sock[0], &msg, MSG_CMSG_CLOEXEC);
         if (n <= 0) return;
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            int fd, err = 0;
+            memcpy(&fd, CMSG_DATA(c), sizeof fd);
+            if (send_fd(WORKDIR_FD, fd) < 0) err = errno;
+            close(fd);
+            send(helper_sock[0], &err, sizeof err, 0);
+            continue;
+        }
         req[n] = 0;
         const char *merged = req + strlen(req) + 1;
         const char *bin = merged + strlen(merged) + 1;
@@ -1096,6 +1517,7 @@ static void clone_init(char **a) {
             if (read(mapped[0], &go, 1) != 1) _exit(125);    /* the launcher reported why */
             close(mapped[0]);
         }
+        close(WORKDIR_FD);          /* the launcher's, to the runner */
         sigprocmask(SIG_SETMASK, &old, NULL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGALRM, SIG_DFL);
@@ -1142,7 +1564,9 @@ int main(void) {
     /* Nothing the runner's process happened to leave open gets further, and
      * our pipes close at exec (posix_spawn's dup2 cleared close-on-exec): a
      * program holding the error pipe could forge setup errors. */
-    syscall(SYS_close_range, STATUS_FD + 1, ~0U, 0);
+    syscall(SYS_close_range, STATUS_FD + 1, WORKDIR_FD - 1, 0);
+    syscall(SYS_close_range, WORKDIR_FD + 1, ~0U, 0);
+    fcntl(WORKDIR_FD, F_SETFD, FD_CLOEXEC);
     fcntl(ERR_FD, F_SETFD, FD_CLOEXEC);
     fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
     signal(SIGTERM, on_term);
@@ -1187,6 +1611,7 @@ int main(void) {
         else if (!strcmp(name, "fusebin")) snprintf(fuse_bin, sizeof fuse_bin, "%s", a[0]);
         else if (!strcmp(name, "bind")) op_bind(a);
         else if (!strcmp(name, "symlink")) op_symlink(a);
+        else if (!strcmp(name, "copy")) op_copy(a);
         else if (!strcmp(name, "mkdir")) op_mkdir(a);
         else if (!strcmp(name, "tmpfs")) op_tmpfs(a);
         else if (!strcmp(name, "proc")) op_proc(a);
@@ -1195,6 +1620,8 @@ int main(void) {
         else if (!strcmp(name, "pivot")) op_pivot();
         else if (!strcmp(name, "hostname")) { if (sethostname(a[0], strlen(a[0])) < 0) fail(errno, "sethostname"); }
         else if (!strcmp(name, "loopback")) op_loopback();
+        else if (!strcmp(name, "keyring")) op_keyring();
+        else if (!strcmp(name, "keepdir")) op_keepdir(a);
         else if (!strcmp(name, "fork")) {
             sigprocmask(SIG_BLOCK, &chld, NULL);
             /* Non-dumpable from here on (not earlier: init writes its own
@@ -1236,6 +1663,7 @@ int main(void) {
             struct rlimit rl = {soft < 0 ? RLIM_INFINITY : (rlim_t)soft, hard < 0 ? RLIM_INFINITY : (rlim_t)hard};
             if (setrlimit((int)num(a[0]), &rl) < 0) fail(errno, "setrlimit(%s, %s, %s)", a[0], a[1], a[2]);
         }
+        else if (!strcmp(name, "rlimitcap")) op_rlimitcap(a);
         else if (!strcmp(name, "nnp")) { if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(errno, "PR_SET_NO_NEW_PRIVS"); }
         else if (!strcmp(name, "caps")) op_caps();
         else if (!strcmp(name, "setsid")) { if (setsid() < 0) fail(errno, "setsid"); }

@@ -38,7 +38,8 @@ def _pipe(mine, theirs):
     return r, w
 
 
-def spawn(plan_bytes, stdin_fd):
+def spawn(plan_bytes, stdin_fd, workdir_sock=None):
+    """`workdir_sock`: a unix socket on which the launcher sends the kept working directory (fd 7)."""
     path = launcher_path()
     plan = os.memfd_create("sandbox-plan", os.MFD_CLOEXEC)
     mine, theirs = [], [plan]
@@ -50,10 +51,12 @@ def spawn(plan_bytes, stdin_fd):
         eo_r, eo_w = _pipe(mine, theirs)
         # target fd in the launcher <- our fd
         wiring = [(0, stdin_fd), (1, out_w), (2, eo_w), (3, plan), (4, err_w), (5, st_w)]
+        if workdir_sock is not None:
+            wiring.append((7, workdir_sock))
         # Two passes through fds above every source, so that no dup2 can
         # clobber a source that is still to be moved, and no target keeps
         # close-on-exec (dup2 onto itself would).
-        base = max(fd for _, fd in wiring) + 1
+        base = max(max(fd for _, fd in wiring), max(dst for dst, _ in wiring)) + 1
         actions = [(os.POSIX_SPAWN_DUP2, src, base + i) for i, (_, src) in enumerate(wiring)]
         actions += [(os.POSIX_SPAWN_DUP2, base + i, dst) for i, (dst, _) in enumerate(wiring)]
         actions += [(os.POSIX_SPAWN_CLOSE, base + i) for i in range(len(wiring))]

@@ -20,6 +20,11 @@ from .step import Step, op
 from .units import format_duration, format_size
 
 RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_AS = 0, 1, 3, 4, 6, 7, 9
+RLIMIT_MEMLOCK, RLIMIT_SIGPENDING, RLIMIT_MSGQUEUE = 8, 11, 12
+# Per-user limits the kernel charges to the caller's own allowance as well (one run took all 96365
+# of the caller's pending signals, and the caller's processes could queue none): capped, never raised.
+PER_USER_CAPS = ((RLIMIT_SIGPENDING, 256, "pending signals 256"), (RLIMIT_MSGQUEUE, 256 << 10, "message queues 256K"),
+                 (RLIMIT_MEMLOCK, 64 << 10, "locked memory 64K"))
 SAMPLE_MS = 10
 AS_HEADROOM = 1 << 30   # default address-space backstop above the memory limit
 
@@ -95,10 +100,12 @@ def above_caller(limits):
 def step(limits):
     ops = [op("rlimit", res, soft, hard) for _, res, soft, hard in _rlimits(limits)]
     ops.append(op("rlimit", RLIMIT_CORE, 0, 0))
+    ops += [op("rlimitcap", res, cap) for res, cap, _ in PER_USER_CAPS]
     # If memory runs out, the program is the one to go, never the sandbox's init.
     ops.append(op("oomadj", 1000))
     return Step("rlimits", "per-process resource limits (backstops for the monitored ones)",
                 {k: describe(k, v) for k, v in limits.items()} | {"core": "0 (no core dumps)",
+                                                                   "per-user caps": ", ".join(d for *_, d in PER_USER_CAPS),
                                                                    "oom_score_adj": "1000 (the program goes first)"},
                 ops,
                 {"EPERM": "a hard limit of the caller is lower than the profile asks: lower the limit "

@@ -45,17 +45,18 @@ HINTS = {
 
 
 class Bind:
-    __slots__ = ("src", "dst", "rw", "symlink", "origin")
+    __slots__ = ("src", "dst", "rw", "symlink", "origin", "copy")
 
-    def __init__(self, src, dst, rw=False, symlink=None, origin=""):
+    def __init__(self, src, dst, rw=False, symlink=None, origin="", copy=False):
         self.src, self.dst, self.rw, self.symlink, self.origin = src, dst, rw, symlink, origin
+        self.copy = copy        # copied into a tmpfs instead (files_in of a kept working directory)
 
 
 def _under(path, parent):
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 
-def resolve_binds(profile, extra=(), script=None):
+def resolve_binds(profile, extra=(), script=None, copies=()):
     """Host-checked binds: rootfs binds first (symlinks there are recreated as
     symlinks: merged-/usr systems have /bin -> usr/bin), then profile and
     command-line binds, then the script.  Raises ProfileError/UsageError for
@@ -77,6 +78,7 @@ def resolve_binds(profile, extra=(), script=None):
             binds.append(Bind(b["src"], b["dst"], b["rw"], origin="--bind"))
     if script is not None:
         binds.append(Bind(script[0], script[1], False, origin="script"))
+    binds += [Bind(src, dst, origin="files_in", copy=True) for src, dst in copies]
     return binds
 
 
@@ -94,18 +96,27 @@ def _source_ok(b, where, error):
                     "create it, fix the path, or mark the bind optional: true") from None
 
 
-def steps(profile, binds, img=None):
-    """The mount steps; `img` (rootfs.ImageRoot) makes the root an overlay of an image."""
+WORKDIR_TMPFS = {"size": 64 << 20, "mode": 0o755, "inodes": 16384}   # files_out's, where the profile has none
+
+
+def steps(profile, binds, img=None, workdir=None):
+    """The mount steps; `img` (rootfs.ImageRoot) makes the root an overlay of an image;
+    `workdir` (files_out) must be a tmpfs: the profile's there, or one of WORKDIR_TMPFS."""
     from . import rootfs
     tmpfs = profile.get("tmpfs", {})
+    if workdir is not None and workdir not in tmpfs:
+        if workdir == "/":
+            raise UsageError("files_out needs a working directory other than /", "files_out",
+                             "give cwd= a directory such as /box (it becomes a tmpfs of the run)")
+        tmpfs = dict(tmpfs, **{workdir: WORKDIR_TMPFS})
     tmpfs_paths = sorted(tmpfs, key=lambda p: p.count("/"))
     for b in binds:
         for special in ("/proc", "/dev"):
             if _under(b.dst, special):
                 raise ProfileError(f"cannot bind onto {b.dst}: {special} is built by the sandbox", b.origin,
                                    "choose a destination outside /proc and /dev")
-    # Binds that land inside a tmpfs must wait until that tmpfs is mounted.
-    inner = [b for b in binds if any(_under(b.dst, t) for t in tmpfs_paths)]
+    # Binds that land inside a tmpfs must wait until that tmpfs is mounted (copies are always there).
+    inner = [b for b in binds if b.copy or any(_under(b.dst, t) for t in tmpfs_paths)]
     outer = [b for b in binds if b not in inner]
     held = [b for b in binds if b.symlink is None]
     slot = {id(b): i for i, b in enumerate(held)}
@@ -115,12 +126,15 @@ def steps(profile, binds, img=None):
         for b in sorted(group, key=lambda b: b.dst.count("/")):
             if b.symlink is not None:
                 ops.append(op("symlink", b.symlink, b.dst))
+            elif b.copy:
+                ops.append(op("copy", slot[id(b)], b.dst))
             else:
                 ops.append(op("bind", slot[id(b)], b.dst, 0 if b.rw else 1))
         return ops
 
     def bind_params(group):
         return {b.dst: (f"-> {b.symlink} (symlink, as on the host)" if b.symlink is not None
+                        else f"copy of {b.src} (writable, in the tmpfs)" if b.copy
                         else f"{b.src} ({'rw' if b.rw else 'ro'},nosuid,nodev)") for b in group}
 
     root_size = profile.get("rootfs", {}).get("size", 1 << 20)
@@ -153,9 +167,11 @@ def steps(profile, binds, img=None):
              {p: f"size={tmpfs[p]['size']},mode={tmpfs[p]['mode']:o},inodes={tmpfs[p]['inodes']}" for p in tmpfs_paths},
              [op("tmpfs", p, tmpfs[p]["size"], f"{tmpfs[p]['mode']:o}", tmpfs[p]["inodes"]) for p in tmpfs_paths],
              HINTS),
-        Step("inner_binds", "binds that land inside a tmpfs (the script among them), after it exists",
+        Step("inner_binds", "binds that land inside a tmpfs (the script among them), after it exists; files_in "
+                            "of a kept working directory are copied into it",
              bind_params(inner), bind_ops(inner), HINTS),
-        Step("proc", "procfs of the sandbox's pid namespace; sys, sysrq-trigger, irq, bus read-only",
+        Step("proc", "procfs of the sandbox's pid namespace; sys, sysrq-trigger, irq, bus read-only; keys and "
+                     "key-users covered with an empty file",
              {"path": "/proc"}, [op("proc", "/proc")], HINTS),
         Step("dev", "minimal /dev: null zero full random urandom tty, private devpts, /dev/shm",
              {"shm_size": profile.get("shm_size", 16 << 20)}, [op("dev", "/dev", profile.get("shm_size", 16 << 20))],

@@ -1,5 +1,7 @@
 """UTS, IPC and network namespaces: own hostname, own SysV IPC and POSIX
-queues, and (network: none) a network with nothing but a loopback."""
+queues, and (network: none) a network with nothing but a loopback.  And the
+keyring, which no namespace covers: a fresh, empty session keyring, so the
+caller's keys do not reach the program."""
 from .step import Step, op
 
 CLONE_NEWUTS = 0x04000000
@@ -18,10 +20,14 @@ def step(profile):
     ops.append(op("hostname", hostname))
     if network == "none":
         ops.append(op("loopback"))
+    ops.append(op("keyring"))
     return Step(
         "uts_ipc_net",
-        "own hostname, IPC and network namespaces",
-        {"hostname": hostname,
+        "own hostname, IPC and network namespaces; a new empty session keyring",
+        {"hostname": hostname, "session keyring": "new and empty (keyctl JOIN_SESSION_KEYRING)",
          "network": "none: new namespace with only lo (up)" if network == "none" else "host: shared with the host"},
         ops,
-        {"EPERM": "the kernel refused new UTS/IPC/network namespaces inside the user namespace"})
+        {"EPERM": "the kernel refused new UTS/IPC/network namespaces inside the user namespace",
+         "EDQUOT": "your key quota is used up (a new session keyring is one key): see /proc/key-users, or raise "
+                   "kernel.keys.maxkeys",
+         "ENOSYS": "this kernel has no keyrings (CONFIG_KEYS): the sandbox needs them to drop the caller's keys"})

@@ -20,26 +20,31 @@ class Request:
     """What the caller asks for beyond the profile.  Either `argv` (run this
     program) or `script` (a host file, run the way the profile says)."""
     __slots__ = ("argv", "script", "args", "limits", "binds", "env", "cwd", "seccomp", "require_cgroup",
-                 "keep_changes")
+                 "keep_changes", "keep_workdir", "copies")
 
     def __init__(self, argv=None, script=None, args=(), limits=None, binds=(), env=None, cwd=None, seccomp=False,
-                 require_cgroup=False, keep_changes=None):
+                 require_cgroup=False, keep_changes=None, keep_workdir=False, copies=()):
         self.argv, self.script, self.args = argv, script, list(args)
         self.limits, self.binds, self.env, self.cwd = limits or {}, list(binds), env or {}, cwd
         self.seccomp = seccomp      # False: the profile's; None: no filter; else a canonical policy
         self.require_cgroup = require_cgroup
         self.keep_changes = keep_changes    # a directory for an image run's writable layer
+        self.keep_workdir = keep_workdir    # hand the working directory (a tmpfs) to the runner: files_out
+        self.copies = list(copies)          # (host file, path inside a tmpfs): copied in, writable
 
 
 class Plan:
-    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits", "seccomp", "cgroup", "rootfs", "host_ids")
+    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits", "seccomp", "cgroup", "rootfs", "host_ids",
+                 "keep_workdir")
 
-    def __init__(self, profile, steps, argv, env, cwd, limits, seccomp, cgroup, rootfs=None, host_ids=False):
+    def __init__(self, profile, steps, argv, env, cwd, limits, seccomp, cgroup, rootfs=None, host_ids=False,
+                 keep_workdir=False):
         self.profile, self.steps, self.argv, self.env, self.cwd, self.limits = profile, steps, argv, env, cwd, limits
         self.seccomp = seccomp
         self.cgroup = cgroup        # a cgroup.Delegation: where each run's cgroup goes, or why none
         self.rootfs = rootfs        # a rootfs.ImageRoot when / is an image
         self.host_ids = host_ids    # True: each run claims an unprivileged host id (a root caller)
+        self.keep_workdir = keep_workdir    # the launcher sends the working directory's fd back (fd 7)
 
     def ops(self):
         """(op, step) pairs in execution order; the launcher reports failures by op index."""
@@ -136,12 +141,14 @@ def _program(profile, request, env, img=None):
     return script_argv(profile, inside, request.args), (script, inside)
 
 
-def _fork_step(cwd, init_ops):
+def _fork_step(cwd, init_ops, keep_workdir=False):
+    keep = [op("keepdir", cwd)] if keep_workdir else []
     return Step("fork", "init enters the working directory and forks the program (pid 2), then stays pid 1: it "
                         f"reaps, samples the whole tree every {limits_mod.SAMPLE_MS} ms, answers seccomp "
                         "notifications, and its exit ends every process of the sandbox",
-                {"cwd": cwd, "sample_interval": f"{limits_mod.SAMPLE_MS} ms"},
-                [op("chdir", cwd), op("sample", limits_mod.SAMPLE_MS), *init_ops, op("fork")],
+                {"cwd": cwd, "sample_interval": f"{limits_mod.SAMPLE_MS} ms"}
+                | ({"files_out": f"{cwd} (a tmpfs) handed to the runner as a directory descriptor"} if keep else {}),
+                [op("chdir", cwd), op("sample", limits_mod.SAMPLE_MS), *init_ops, *keep, op("fork")],
                 {"ENOENT": "the working directory does not exist inside the sandbox: use a tmpfs path (/box, /tmp) "
                            "or a bound directory"})
 
@@ -183,12 +190,12 @@ def build(profile, request):
     _check_caller_limits(profile, request, effective)
     argv, script = _program(profile, request, env, img)
     cwd = request.cwd or profile.get("cwd") or config.get("WorkingDir") or "/"
-    binds = mounts.resolve_binds(profile, request.binds, script)
+    binds = mounts.resolve_binds(profile, request.binds, script, request.copies)
     policy = profile.get("seccomp") if request.seccomp is False else request.seccomp
     notify_ops, seccomp_step = seccomp.steps(policy)
     root_caller = hostids.caller_is_root()
     inside_ids = _image_user(config) if img else ("caller", "caller")
-    mount_steps = mounts.steps(profile, binds, img)
+    mount_steps = mounts.steps(profile, binds, img, cwd if request.keep_workdir else None)
     steps = (
         [cgroup_mod.step(delegation, effective, profile.get("cpuset")),
          userns.step(profile, os.getpid(), inside_ids, root_caller)]
@@ -196,13 +203,14 @@ def build(profile, request):
         + userns.sandbox_ids_steps(profile, inside_ids, root_caller)   # then the run's own ids (root caller)
         + mount_steps[1:]                       # root_tmpfs ... pivot_root
         + [namespaces.step(profile),            # uts_ipc_net
-           _fork_step(cwd, notify_ops),
+           _fork_step(cwd, notify_ops, request.keep_workdir),
            limits_mod.step(effective)]
         + privileges.steps()                    # drop_privileges, setsid, close_fds, die_with_parent
         + [seccomp_step,                        # last before exec, after no_new_privs
            _exec_step(argv, env)]
     )
-    return Plan(profile, steps, argv, env, cwd, effective, policy, delegation, img, root_caller)
+    return Plan(profile, steps, argv, env, cwd, effective, policy, delegation, img, root_caller,
+                request.keep_workdir)
 
 
 def _check_caller_limits(profile, request, effective):

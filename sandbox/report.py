@@ -18,7 +18,8 @@ SIGNAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6
 SIGKILL, SIGXCPU, SIGXFSZ, SIGSYS = 9, 24, 25, 31
 
 FIELDS = ("status", "message", "exit_code", "signal", "signal_name", "limit_hit", "killed_by_sandbox",
-          "cpu_time_s", "user_time_s", "sys_time_s", "wall_time_s", "memory_peak_bytes", "max_rss_bytes",
+          "cpu_time_s", "user_time_s", "sys_time_s", "cpu_vanished_s", "wall_time_s", "memory_peak_bytes",
+          "memory_counted", "max_rss_bytes", "init",
           "processes_peak", "oom_kills", "stdout_bytes", "stderr_bytes", "output_truncated", "context_switches",
           "setup_time_s", "limits", "seccomp", "syscall", "seccomp_logged", "cgroup", "rootfs", "degraded", "root",
           "host_ids", "profile", "argv", "sandbox_version")
@@ -80,7 +81,10 @@ def build(plan, o, stdout=None, stderr=None, degraded=(), cgroup=None, cgroup_pa
     user_us, sys_us = (cgroup["user_us"], cgroup["system_us"]) if cgroup else (ru[0], ru[1])
     user = max(0, user_us - o.init_self[0]) / 1e6
     sys_ = max(0, sys_us - o.init_self[1]) / 1e6
-    cpu = user + sys_
+    # processes the kernel reaped for a parent that ignores SIGCHLD reach no rusage: init
+    # counted them as last sampled (a cgroup counts them itself)
+    vanished = 0.0 if cgroup else o.cpu_vanished_us / 1e6
+    cpu = user + sys_ + vanished
     ran = o.t_exec is not None and o.setup_error is None
     wall = (o.t_end - o.t_exec) if ran else 0.0
     max_rss = ru[2] * 1024
@@ -105,7 +109,9 @@ def build(plan, o, stdout=None, stderr=None, degraded=(), cgroup=None, cgroup_pa
         signal_name=SIGNAMES.get(signal) if signal else None, limit_hit=limit_hit,
         killed_by_sandbox=o.killed is not None and ran,
         cpu_time_s=round(cpu, 6), user_time_s=round(user, 6), sys_time_s=round(sys_, 6),
-        wall_time_s=round(wall, 6), memory_peak_bytes=peak, max_rss_bytes=max_rss,
+        cpu_vanished_s=round(vanished, 6), wall_time_s=round(wall, 6), memory_peak_bytes=peak,
+        memory_counted=_memory_counted(o, cgroup), max_rss_bytes=max_rss,
+        init={"cpu_s": round(sum(o.init_self) / 1e6, 6), "samples": o.samples},
         processes_peak=(cgroup["pids_peak"] - 1 if cgroup and cgroup["pids_peak"] else o.procs_peak) or (1 if ran else 0),
         oom_kills=oom_kills,
         stdout_bytes=o.out_bytes, stderr_bytes=o.err_bytes, output_truncated=o.truncated,
@@ -126,6 +132,23 @@ def build(plan, o, stdout=None, stderr=None, degraded=(), cgroup=None, cgroup_pa
         stdout=stdout, stderr=stderr)
     result.exit_status = code
     return result
+
+
+def _memory_counted(o, cgroup):
+    """What memory_peak_bytes is made of."""
+    if cgroup:
+        return {"what": [f"cgroup {cgroup['memory_peak_source']}"], "at_peak": None}
+    parts = dict(zip(("processes", "sysv_shm", "dev_shm"), o.mem_at_peak or (0, 0, 0)))
+    return {"what": ["anonymous", "largest_file_backed", "shared_proportional", "sysv_shm", "dev_shm", "max_rss"],
+            "at_peak": parts}
+
+
+TAMPERING = {"rlimit_cpu": "lowered the CPU time limit of the sandbox's init (prlimit64 on pid 1) to where the "
+                           "kernel would kill it",
+             "rlimit_nofile": "lowered the open-files limit of the sandbox's init (prlimit64 on pid 1) below what "
+                              "it needs to supervise",
+             "oom_score_adj": "lowered its oom_score_adj and made itself non-dumpable so that it could not be "
+                              "raised back"}
 
 
 def _rootfs(plan):
@@ -169,6 +192,9 @@ def _verdict(plan, o, limits, ran, cpu, wall, peak, exit_code, signal, oom_kills
         from .seccomp import culprit
         return "SYS", None, (f"killed by {culprit(plan.seccomp, call['name'], call['arch'], o.violation[2])}: "
                              f"{name} (number {call['number']}{where}) is not allowed"), None
+    if o.tampered is not None:
+        return "SYS", None, ("stopped by the sandbox: the program "
+                             f"{TAMPERING.get(o.tampered, 'tampered with its supervisor: ' + o.tampered)}"), None
     if signal == SIGSYS:
         return "SYS", None, "killed by a disallowed system call (SIGSYS)", None
     if o.killed == "cancelled":

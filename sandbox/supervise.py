@@ -144,7 +144,8 @@ class Feed:
 class Outcome:
     """Raw facts of a run; report.py turns them into a verdict."""
     __slots__ = ("setup_error", "wstatus", "killed", "rusage", "init_self", "init_pid",
-                 "mem_peak", "procs_peak", "degraded", "t_spawn", "t_exec", "t_end",
+                 "mem_peak", "mem_at_peak", "procs_peak", "cpu_vanished_us", "samples", "tampered",
+                 "degraded", "t_spawn", "t_exec", "t_end",
                  "out_bytes", "err_bytes", "truncated", "interrupted", "violation", "logged")
 
     def __init__(self):
@@ -155,7 +156,11 @@ class Outcome:
         self.init_self = (0, 0)          # init's own user/sys µs, excluded from the program's time
         self.init_pid = None             # init's pid here, from the launcher
         self.mem_peak = 0
+        self.mem_at_peak = None          # (processes, sysv_shm, dev_shm) bytes of the sample with the peak
         self.procs_peak = 0
+        self.cpu_vanished_us = 0         # CPU of processes the kernel reaped for their parent, as last sampled
+        self.samples = 0                 # how many times init sampled the tree
+        self.tampered = None             # what the program did to init that made init end the run
         self.degraded = []
         self.t_spawn = self.t_exec = self.t_end = None
         self.out_bytes = self.err_bytes = 0
@@ -211,10 +216,12 @@ class _Run:
         for line in lines:
             parts = line.split()
             tag = parts[0] if parts else b""
-            if tag == b"S" and len(parts) == 6:
+            if tag == b"S" and len(parts) == 9:
                 cpu, mem, procs = int(parts[1]), int(parts[2]), int(parts[3])
                 o.init_self = (int(parts[4]), int(parts[5]))
-                o.mem_peak, o.procs_peak = max(o.mem_peak, mem), max(o.procs_peak, procs)
+                if mem > o.mem_peak or o.mem_at_peak is None:
+                    o.mem_peak, o.mem_at_peak = mem, tuple(int(p) for p in parts[6:9])
+                o.procs_peak = max(o.procs_peak, procs)
                 if self.cg is not None:
                     # the cgroup counts every process that ever ran in it; init is one of them
                     cpu = self.cg.usage_us() - sum(o.init_self)
@@ -224,10 +231,13 @@ class _Run:
                     self.kill("cpu_time")
                 elif self.mem_limit is not None and mem > self.mem_limit and self.cg is None:
                     self.kill("memory")
-            elif tag == b"X" and len(parts) == 6:
+            elif tag == b"X" and len(parts) == 8:
                 # init's clock readings are CLOCK_MONOTONIC, the same clock as time.monotonic()
                 o.wstatus, o.init_self = int(parts[1]), (int(parts[2]), int(parts[3]))
                 o.t_exec, o.t_end = int(parts[4]) / 1e9, int(parts[5]) / 1e9
+                o.cpu_vanished_us, o.samples = int(parts[6]), int(parts[7])
+            elif tag == b"T" and len(parts) == 2:
+                o.tampered = parts[1].decode()
             elif tag == b"L" and len(parts) == 6:
                 o.rusage = tuple(int(p) for p in parts[1:])
             elif tag == b"I" and len(parts) == 2:

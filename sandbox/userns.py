@@ -15,6 +15,18 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWCGROUP = 0x02000000
 
+# Per-user counters of the sandbox's user namespace.  The kernel charges each
+# use to every user namespace up to the host's, so a cap here keeps a run from
+# taking the caller's own allowance (128 inotify instances by default: a run
+# that took them all left the caller's editor and build tools with EMFILE).
+# Namespaces: exactly what init itself makes (pid and cgroup come with the
+# clone; mount, UTS, IPC and network follow), then none; nested user
+# namespaces never.  Counters this kernel lacks are skipped.
+USER_CAPS = (("max_user_namespaces", 0), ("max_pid_namespaces", 1), ("max_cgroup_namespaces", 1),
+             ("max_mnt_namespaces", 1), ("max_uts_namespaces", 1), ("max_ipc_namespaces", 1),
+             ("max_net_namespaces", 1), ("max_time_namespaces", 0), ("max_inotify_instances", 16),
+             ("max_inotify_watches", 8192), ("max_fanotify_groups", 16), ("max_fanotify_marks", 8192))
+
 HINTS = {
     "EPERM": "unprivileged user namespaces are disabled or restricted on this host: "
              "Debian: sysctl -w kernel.unprivileged_userns_clone=1; Ubuntu >= 23.10 (AppArmor): "
@@ -54,13 +66,15 @@ def step(profile, runner_pid, default_ids=("caller", "caller"), root_caller=Fals
         "user_namespace",
         "new user, pid and cgroup namespaces; the launcher and init die with the runner",
         params | {"setgroups": "deny", "pid 1": "the sandbox's init",
-                  "nested user namespaces": "disabled (user.max_user_namespaces = 0 inside)"},
+                  "nested user namespaces": "disabled (user.max_user_namespaces = 0 inside)",
+                  "per-user caps": ", ".join(f"{k} {v}" for k, v in USER_CAPS)},
         [op("ppid", runner_pid)]
         + (mapping + [clone] if root_caller else [clone] + mapping)
-        # This sysctl is per user namespace: 0 here means nothing inside can
-        # create another one (and with it regain capabilities over new
-        # mount or network namespaces: kernel attack surface).
-        + [op("sysctl", "/proc/sys/user/max_user_namespaces", "0")],
+        # max_user_namespaces 0 means nothing inside can create another user
+        # namespace (and with it regain capabilities over new mount or network
+        # namespaces: kernel attack surface).
+        + [op("sysctl", f"/proc/sys/user/{name}", str(value)) for name, value in USER_CAPS
+           if os.path.exists(f"/proc/sys/user/{name}")],
         HINTS)
 
 

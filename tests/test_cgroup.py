@@ -119,6 +119,35 @@ def test_cpu_rate_and_cpuset(guest):
     assert rep["limits"]["cpus"]["enforced_by"].startswith("cgroup: cpu.max")
 
 
+def test_detached_sysv_shared_memory_is_charged(guest):
+    """Issue 9: SysV segments touched and detached belong to no process; the cgroup charges them."""
+    fact = guest["sysv_shm"]
+    rep = report(fact)
+    assert "survived" not in fact["stdout"], fact
+    assert rep["status"] == "MLE" and rep["oom_kills"] >= 1, rep
+    assert rep["memory_peak_bytes"] <= 128 * MiB, rep
+    assert rep["memory_counted"]["what"] == ["cgroup memory.peak"], rep
+
+
+def test_shared_anonymous_memory_in_children_is_charged(guest):
+    fact = guest["shared_anon"]
+    rep = report(fact)
+    assert "survived" not in fact["stdout"] and rep["status"] == "MLE" and rep["oom_kills"] >= 1, rep
+
+
+def test_cpu_of_auto_reaped_children_is_counted_by_the_cgroup(guest):
+    rep = report(guest["autoreaped"])
+    assert rep["status"] == "TLE" and rep["limit_hit"] == "cpu_time" and rep["cpu_time_s"] >= 1.0, rep
+    assert rep["cpu_vanished_s"] == 0.0        # the cgroup counted them; init's estimate is not added
+
+
+def test_init_with_a_lowered_rlimit_cpu_survives_a_sigchld_flood(guest):
+    fact = guest["init_rlimit_flood"]
+    rep = report(fact)
+    assert rep["status"] == "OK" and fact["stdout"] == "done\n", fact
+    assert rep["cpu_time_s"] >= 1.5, rep
+
+
 def test_a_killed_runners_cgroup_is_removed_at_the_next_start(guest):
     fact = guest["runner_killed"]
     assert len(fact["runs_after_kill"]) == 1 and fact["sleep_left"] == []

@@ -160,6 +160,38 @@ def scenarios():
     spin = "import os, time\nprint(len(os.sched_getaffinity(0)))\nt = time.time()\nwhile time.time() - t < 3: pass"
     facts["cpu_rate"] = sandbox(["--profile", rate_profile, "--", "python3", "-c", spin], d)
 
+    # issue 9: where the cgroup, not init's samples, gives the answer
+    d = scope()
+    sysv = ("import ctypes, time\nlibc = ctypes.CDLL(None)\nlibc.shmat.restype = ctypes.c_void_p\n"
+            "for i in range(8):\n    sid = libc.shmget(0, 64 << 20, 0o1600)\n    if sid < 0: break\n"
+            "    a = libc.shmat(sid, None, 0)\n    ctypes.memset(a, 1, 64 << 20)\n    libc.shmdt(ctypes.c_void_p(a))\n"
+            "print('held', flush=True)\ntime.sleep(2)\nprint('survived')")
+    facts["sysv_shm"] = sandbox(PY + ["--memory", "128M", "--", "python3", "-c", sysv], d)
+
+    d = scope()
+    shared = ("import ctypes, mmap, os, time\nkids = []\nfor _ in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
+              "        m = mmap.mmap(-1, 200 << 20)\n        b = ctypes.c_char.from_buffer(m)\n"
+              "        ctypes.memset(ctypes.addressof(b), 1, 200 << 20)\n        del b\n        time.sleep(2)\n"
+              "        os._exit(0)\n    kids.append(pid)\nfor pid in kids: os.waitpid(pid, 0)\nprint('survived')")
+    facts["shared_anon"] = sandbox(PY + ["--memory", "256M", "--", "python3", "-c", shared], d)
+
+    d = scope()
+    autoreap = ("import os, signal, time\nsignal.signal(signal.SIGCHLD, signal.SIG_IGN)\nfor _ in range(4):\n"
+                "    if os.fork() == 0:\n        t = time.process_time()\n"
+                "        while time.process_time() - t < 0.6: pass\n        os._exit(0)\n"
+                "    try: os.wait()\n    except ChildProcessError: pass\nprint('done')")
+    facts["autoreaped"] = sandbox(["--profile", "py311", "--time", "1", "--wall-time", "120", "--", "python3", "-c",
+                                   autoreap], d)
+
+    d = scope()
+    flood = ("import ctypes, os, signal, time\nlibc = ctypes.CDLL(None)\n"
+             "class R(ctypes.Structure): _fields_ = [('c', ctypes.c_uint64), ('m', ctypes.c_uint64)]\n"
+             "assert libc.prlimit(1, 0, ctypes.byref(R(1, 1)), None) == 0\nt = time.process_time()\n"
+             "while time.process_time() - t < 1.5:\n    for _ in range(100): os.kill(1, signal.SIGCHLD)\n"
+             "print('done')")
+    facts["init_rlimit_flood"] = sandbox(["--profile", "py311", "--seccomp", "none", "--time", "30", "--wall-time",
+                                          "120", "--", "python3", "-c", flood], d)
+
     # the runner is SIGKILLed: its cgroup stays until the next start in the same subtree removes it
     d = scope()
     p = as_user([SANDBOX, "run", "--profile", "shell", "--", "sleep", "60"], d)

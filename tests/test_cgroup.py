@@ -144,7 +144,8 @@ def test_cpu_of_auto_reaped_children_is_counted_by_the_cgroup(guest):
 def test_init_with_a_lowered_rlimit_cpu_survives_a_sigchld_flood(guest):
     fact = guest["init_rlimit_flood"]
     rep = report(fact)
-    assert rep["status"] == "OK" and fact["stdout"] == "done\n", fact
+    assert fact["attack_rc"] == 0, fact["attack_stderr"]
+    assert rep["status"] == "OK" and fact["stdout"] == "ready\ndone\n", fact
     assert rep["cpu_time_s"] >= 1.5, rep
 
 

@@ -81,6 +81,27 @@ def sandbox(args, cgroup, timeout=120, as_root=False):
             "stderr": err.decode(errors="replace")}
 
 
+def attacked_init(args, attack, cgroup):
+    """`sandbox run ARGS` as USER whose program prints 'ready' and waits for a line on stdin;
+    meanwhile ATTACK (python code, init's pid in argv[1]) runs as USER outside the sandbox."""
+    report = f"{SCRATCH}/report-{time.monotonic_ns()}.json"
+    sys.stderr.write(f"[{time.monotonic():.1f}] attacked sandbox run {' '.join(args)[:120]!r}\n")
+    p = as_user([SANDBOX, "run", "--report", report] + args, cgroup, stdin=subprocess.PIPE)
+    ready = p.stdout.readline()
+    with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
+        launcher = [int(c) for c in f.read().split()
+                    if read(f"/proc/{c}/comm").strip() == "sandbox-launch"][0]
+    with open(f"/proc/{launcher}/task/{launcher}/children") as f:
+        init = int(f.read().split()[0])
+    a = as_user(["/usr/bin/python3", "-c", attack, str(init)], None)
+    a_out, a_err = a.communicate(timeout=120)
+    out, err = p.communicate(b"go\n", timeout=120)
+    rep = json.loads(read(report)) if os.path.exists(report) else None
+    return {"rc": p.returncode, "report": rep, "stdout": (ready + out).decode(errors="replace"),
+            "stderr": err.decode(errors="replace"), "attack_rc": a.returncode,
+            "attack_stderr": a_err.decode(errors="replace")}
+
+
 def user_processes():
     out = []
     for p in os.listdir("/proc"):
@@ -183,14 +204,17 @@ def scenarios():
     facts["autoreaped"] = sandbox(["--profile", "py311", "--time", "1", "--wall-time", "120", "--", "python3", "-c",
                                    autoreap], d)
 
+    # init's lowered RLIMIT_CPU and a SIGCHLD flood, from a process of the program's uid outside the
+    # sandbox (from inside, the seccomp base layer kills both calls first)
     d = scope()
-    flood = ("import ctypes, os, signal, time\nlibc = ctypes.CDLL(None)\n"
-             "class R(ctypes.Structure): _fields_ = [('c', ctypes.c_uint64), ('m', ctypes.c_uint64)]\n"
-             "assert libc.prlimit(1, 0, ctypes.byref(R(1, 1)), None) == 0\nt = time.process_time()\n"
-             "while time.process_time() - t < 1.5:\n    for _ in range(100): os.kill(1, signal.SIGCHLD)\n"
-             "print('done')")
-    facts["init_rlimit_flood"] = sandbox(["--profile", "py311", "--seccomp", "none", "--time", "30", "--wall-time",
-                                          "120", "--", "python3", "-c", flood], d)
+    facts["init_rlimit_flood"] = attacked_init(
+        PY + ["--", "python3", "-c", "import sys, time\nprint('ready', flush=True)\nsys.stdin.readline()\n"
+                                       "t = time.process_time()\nwhile time.process_time() - t < 1.5: pass\n"
+                                       "print('done')"],
+        "import ctypes, os, signal, sys, time\nlibc = ctypes.CDLL(None)\ninit = int(sys.argv[1])\n"
+        "class R(ctypes.Structure): _fields_ = [('c', ctypes.c_uint64), ('m', ctypes.c_uint64)]\n"
+        "assert libc.prlimit(init, 0, ctypes.byref(R(1, 1)), None) == 0\nt = time.process_time()\n"
+        "while time.process_time() - t < 1.5:\n    for _ in range(100): os.kill(init, signal.SIGCHLD)\n", d)
 
     # the runner is SIGKILLed: its cgroup stays until the next start in the same subtree removes it
     d = scope()

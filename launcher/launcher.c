@@ -1492,10 +1492,17 @@ struct clone3_args {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
 };
 
+static int init_moves;              /* no clone3: init moves itself into the run's cgroup, */
+static int init_unshares_cgroup;    /* then makes its cgroup namespace */
+
 /* clone init into its namespaces, and into the run's cgroup if there is one:
- * clone3(CLONE_INTO_CGROUP) places it there before it runs an instruction;
- * on kernels without it (< 5.7) we move ourselves into the cgroup first, so
- * init is born there all the same. */
+ * clone3(CLONE_INTO_CGROUP) places it there before it runs an instruction.
+ * Without clone3 (kernels < 5.7, or a container's seccomp profile that
+ * answers ENOSYS for it) init is cloned where we are and moves itself, so
+ * that only init's tree is in the run's cgroup: not we, nor the FUSE daemon
+ * we start, which must not count against the run's limits.  Its cgroup
+ * namespace must have the run's cgroup as its root, so init makes it after
+ * the move (init_in_cgroup), not at clone. */
 static pid_t clone_into(unsigned long flags) {
     if (cgroup_fd >= 0) {
         struct clone3_args args;
@@ -1505,11 +1512,25 @@ static pid_t clone_into(unsigned long flags) {
         args.cgroup = (uint64_t)cgroup_fd;
         pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
         if (pid >= 0 || (errno != ENOSYS && errno != E2BIG)) return pid;
-        char procs[PATH_MAX];
-        join(procs, cgroup_dir, "cgroup.procs");
-        write_file(procs, "0");
+        init_moves = 1;
+        init_unshares_cgroup = (flags & CLONE_NEWCGROUP) != 0;
+        flags &= ~(unsigned long)CLONE_NEWCGROUP;
     }
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+/* In init cloned without clone3: into the run's cgroup ("0": the writer, whatever
+ * its pid namespace calls it), then the cgroup namespace rooted there.  The move
+ * needs what the launcher's own move needed (write access to the cgroup.procs of
+ * the destination and of the common ancestor, both inside the mover's cgroup
+ * namespace): until the unshare init has the launcher's host ids and cgroup
+ * namespace.  The unshare needs CAP_SYS_ADMIN in init's user namespace, which
+ * init holds as its first process. */
+static void init_in_cgroup(void) {
+    char procs[PATH_MAX];
+    join(procs, cgroup_dir, "cgroup.procs");
+    write_file(procs, "0");
+    if (init_unshares_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(errno, "unshare the cgroup namespace");
 }
 
 static void op_clone(char **a, int nargs) {
@@ -1540,6 +1561,7 @@ static void op_clone(char **a, int nargs) {
             if (read(mapped[0], &go, 1) != 1) _exit(125);    /* the launcher reported why */
             close(mapped[0]);
         }
+        if (init_moves) init_in_cgroup();
         close(WORKDIR_FD);          /* the launcher's, to the runner */
         sigprocmask(SIG_SETMASK, &old, NULL);
         signal(SIGTERM, SIG_DFL);

@@ -14,27 +14,57 @@
  *       mount tree, then supervises)  --fork-->  program (pid 2: drops
  *       privileges, execs)
  *
- * File descriptors on entry:
+ * The protocol (its Python side: sandbox/launch.py; tests/test_launch_protocol.py
+ * checks that the two agree).
+ *
+ * File descriptors on entry (every other one is closed at start):
  *   0,1,2  the program's stdio
- *   3      the plan (a memfd): "SBX1" then ops, each NAME NARGS ARGS..., every
- *          token NUL-terminated
- *   4      error pipe (close-on-exec): "E <op> <errno> <text>\n" on failure;
+ *   3      PLAN_FD: the plan (a memfd): "SBX1" then ops, each NAME NARGS ARGS...,
+ *          every token NUL-terminated.  The ops and their argument counts are
+ *          the OPS table below (`sandbox-launch --ops` prints it); a plan that
+ *          names another op, or gives an op another number of arguments, fails
+ *          with an E record naming the op
+ *   4      ERR_FD: the error pipe (close-on-exec), written by the launcher until
+ *          clone, then by init and the program (a failed exec included):
+ *            E <op> <errno> <text>   op <op> (its index in the plan, from 0;
+ *                                    -1 before the first) failed; the last
+ *                                    record, the writer exits 125
  *          EOF without a record means the program was exec'd
- *   5      status pipe: "D <what>\n" (degraded), "S ...\n" samples, "X ...\n"
- *          (program ended; times CLOCK_MONOTONIC), "L <utime_us> <stime_us> <maxrss_kb>
- *          <nvcsw> <nivcsw>\n" (rusage of init's whole tree; last line),
- *          "I <pid>\n" (init's pid, as the runner's namespace sees it)
- *          Samples: "S <cpu_us> <mem> <procs> <init_utime_us> <init_stime_us>
- *          <mem_processes> <mem_sysv_shm> <mem_dev_shm>\n" (cpu_us includes
- *          what vanished unreaped; mem is the sum of the last three); the end:
- *          "X <wstatus> <init_utime_us> <init_stime_us> <t_fork_ns> <t_end_ns>
- *          <cpu_vanished_us> <samples>\n"; before it, "T <what>\n" when init
- *          ended the run because the program tampered with it
- *   7      (optional) a unix socket from the runner: with a "keepdir" op, the
- *          launcher sends the run's working directory (a tmpfs of the sandbox)
- *          over it as a directory descriptor (SCM_RIGHTS), so the runner reads
- *          the files left there after the run and the tmpfs vanishes when it
- *          closes the descriptor
+ *   5      STATUS_FD: the status pipe (close-on-exec), one record a line:
+ *            I <pid>                 init's pid as the runner's namespace sees
+ *                                    it (the launcher, right after clone)
+ *            D <what>                degraded: "chroot" (pivot_root was
+ *                                    impossible)
+ *            S <cpu_us> <mem> <procs> <init_utime_us> <init_stime_us>
+ *              <mem_processes> <mem_sysv_shm> <mem_dev_shm>
+ *                                    a sample (init, every `sample` ms; a
+ *                                    slow reader may lose one): cpu_us
+ *                                    includes what vanished unreaped; mem is
+ *                                    the sum of the last three
+ *            Y <nr> <arch>           a logged syscall (seccomp notification,
+ *                                    once per number), which went on
+ *            V <nr> <arch> <arg0> ... <arg5>
+ *                                    a syscall the policy kills: the run ends
+ *            T <what>                init ended the run because the program
+ *                                    tampered with it: rlimit_cpu,
+ *                                    rlimit_nofile, oom_score_adj
+ *            X <wstatus> <init_utime_us> <init_stime_us> <t_fork_ns> <t_end_ns>
+ *              <cpu_vanished_us> <samples>
+ *                                    the program ended (init; times
+ *                                    CLOCK_MONOTONIC); init's last record
+ *            L <utime_us> <stime_us> <maxrss_kb> <nvcsw> <nivcsw>
+ *                                    rusage of init's whole tree (the
+ *                                    launcher, once init is reaped; the last)
+ *          While init supervises the pipe is non-blocking; Y, V, T and X are
+ *          written blocking all the same: the runner must not miss them
+ *   6      NOTIFY_FD: not open on entry.  In the program process, from fork to
+ *          exec: the socket on which it hands its seccomp listener to init
+ *          (close-on-exec; the filter allows exactly this sendmsg)
+ *   7      WORKDIR_FD (optional): a unix socket from the runner: with a
+ *          "keepdir" op, the launcher sends the run's working directory (a
+ *          tmpfs of the sandbox) over it as a directory descriptor
+ *          (SCM_RIGHTS), so the runner reads the files left there after the
+ *          run and the tmpfs vanishes when it closes the descriptor
  *
  * Exit status: 0 after a run (whatever the program did), 125 when the
  * launcher itself failed before the sandbox existed.
@@ -297,7 +327,7 @@ static void restrict_mount(const char *full, const char *rel, int ro) {
  * caller's sandbox runs as an unprivileged host id; init then takes it with `setids`).
  * Root's supplementary groups go first: init inherits our groups, and a user namespace
  * can never drop them. */
-static void op_outmap(char **a) {
+static void op_outmap(char **a, int nargs) {
     if (strcmp(a[0], "write")) fail(EINVAL, "unknown id map mode '%s'", a[0]);
     snprintf(outmap_mode, sizeof outmap_mode, "%s", a[0]);
     snprintf(outmap_uid, sizeof outmap_uid, "%s", a[1]);
@@ -320,7 +350,7 @@ static void write_outmap(pid_t pid) {
  * map written from outside, init starts as the caller's host id, which the map leaves out;
  * the sources were opened with the caller's access, and from here on everything (mount
  * points, tmpfs roots, the program) belongs to the sandbox's own id. */
-static void op_setids(char **a) {
+static void op_setids(char **a, int nargs) {
     gid_t gid = (gid_t)num(a[1]);
     uid_t uid = (uid_t)num(a[0]);
     if (setresgid(gid, gid, gid) < 0) fail(errno, "setresgid(%s)", a[1]);
@@ -330,7 +360,7 @@ static void op_setids(char **a) {
     prctl(PR_SET_DUMPABLE, 1);
 }
 
-static void op_idmap(char **a) {
+static void op_idmap(char **a, int nargs) {
     char buf[64];
     write_file("/proc/self/setgroups", "deny");
     snprintf(buf, sizeof buf, "%s %s 1", a[0], a[1]);
@@ -339,7 +369,7 @@ static void op_idmap(char **a) {
     write_file("/proc/self/gid_map", buf);
 }
 
-static void op_hold(char **a) {
+static void op_hold(char **a, int nargs) {
     int slot = (int)num(a[0]);
     if (slot < 0 || slot >= MAX_SLOTS) fail(EINVAL, "slot %d", slot);
     int fd = open(a[1], O_PATH | O_CLOEXEC);
@@ -347,7 +377,7 @@ static void op_hold(char **a) {
     slots[slot] = fd;
 }
 
-static void op_root(char **a) {
+static void op_root(char **a, int nargs) {
     char data[64];
     snprintf(root, sizeof root, "%s", a[0]);
     snprintf(data, sizeof data, "mode=0755,size=%s", a[1]);
@@ -411,7 +441,7 @@ static void op_overlay(char **a, int nargs) {
     add_ours(root);
 }
 
-static void op_bind(char **a) {
+static void op_bind(char **a, int nargs) {
     int slot = (int)num(a[0]);
     if (slot < 0 || slot >= MAX_SLOTS || slots[slot] < 0) fail(EINVAL, "bind of an unheld source");
     int fd = slots[slot];
@@ -433,7 +463,7 @@ static void op_bind(char **a) {
  * kept working directory: the program may rewrite it, and the runner reads
  * the directory back without the binds).  Created by init, so the program's
  * uid owns it; the tmpfs's size cap bounds it. */
-static void op_copy(char **a) {
+static void op_copy(char **a, int nargs) {
     int slot = (int)num(a[0]);
     if (slot < 0 || slot >= MAX_SLOTS || slots[slot] < 0) fail(EINVAL, "copy of an unheld source");
     char src[64], full[PATH_MAX], dir[PATH_MAX], buf[65536];
@@ -465,21 +495,14 @@ static void op_copy(char **a) {
     close(out);
 }
 
-static void op_symlink(char **a) {
+static void op_symlink(char **a, int nargs) {
     char full[PATH_MAX];
     in_root(full, a[1]);
     make_dirs(a[1], 0);
     if (symlink(a[0], full) < 0) fail(errno, "symlink %s -> %s", a[1], a[0]);
 }
 
-static void op_mkdir(char **a) {
-    char full[PATH_MAX];
-    in_root(full, a[0]);
-    make_dirs(a[0], 1);
-    if (chmod(full, (mode_t)strtol(a[1], NULL, 8)) < 0) fail(errno, "chmod %s", a[0]);
-}
-
-static void op_tmpfs(char **a) {
+static void op_tmpfs(char **a, int nargs) {
     char full[PATH_MAX], data[128];
     in_root(full, a[0]);
     make_dirs(a[0], 1);
@@ -492,7 +515,7 @@ static void op_tmpfs(char **a) {
  * host's /proc is still visible (the kernel refuses a new procfs in a user
  * namespace otherwise), i.e. before pivot_root.  The parts that reach host
  * state are then made read-only, as bubblewrap does. */
-static void op_proc(char **a) {
+static void op_proc(char **a, int nargs) {
     char full[PATH_MAX], sub[PATH_MAX];
     in_root(full, a[0]);
     make_dirs(a[0], 1);
@@ -523,13 +546,13 @@ static void op_proc(char **a) {
 /* The session keyring is inherited across fork and exec: without a fresh one
  * the program would hold the caller's keys (and read their payloads, wherever
  * keyctl is allowed).  Joining an anonymous one leaves nothing of them. */
-static void op_keyring(void) {
+static void op_keyring(char **a, int nargs) {
     if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, NULL) < 0) fail(errno, "join a new session keyring");
 }
 
 /* A minimal /dev: a few host device nodes bound in (a user namespace cannot
  * mknod), a private devpts instance and a size-capped /dev/shm. */
-static void op_dev(char **a) {
+static void op_dev(char **a, int nargs) {
     char full[PATH_MAX], path[PATH_MAX], host[64];
     const char *rel = a[0];
     in_root(full, rel);
@@ -566,12 +589,12 @@ static void op_dev(char **a) {
 
 /* The new root's own tmpfs holds only mount points: make it read-only so the
  * program cannot create files in / (it owns the directory). */
-static void op_rootro(void) {
+static void op_rootro(char **a, int nargs) {
     if (mount(NULL, root, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
         fail(errno, "remount the new root read-only");
 }
 
-static void op_pivot(void) {
+static void op_pivot(char **a, int nargs) {
     if (chdir(root) < 0) fail(errno, "chdir %s", root);
     if (syscall(SYS_pivot_root, ".", ".") == 0) {
         /* The old root now sits on top of the new one: detach it, with every
@@ -590,7 +613,7 @@ static void op_pivot(void) {
     root[0] = 0;
 }
 
-static void op_loopback(void) {
+static void op_loopback(char **a, int nargs) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (s < 0) fail(errno, "socket");
     struct ifreq ifr;
@@ -608,7 +631,7 @@ static void op_loopback(void) {
  * per-user limits (pending signals, message queue bytes, locked memory) the
  * kernel charges the sandbox's use to the caller's own allowance too: without
  * a cap here one run could take all of it from the caller's other processes. */
-static void op_rlimitcap(char **a) {
+static void op_rlimitcap(char **a, int nargs) {
     int res = (int)num(a[0]);
     rlim_t cap = (rlim_t)num(a[1]);
     struct rlimit rl;
@@ -618,7 +641,7 @@ static void op_rlimitcap(char **a) {
     if (setrlimit(res, &rl) < 0) fail(errno, "setrlimit(%s, %s)", a[0], a[1]);
 }
 
-static void op_caps(void) {
+static void op_caps(char **a, int nargs) {
     /* Bounding set first (needs CAP_SETPCAP, which we still have), then lock
      * the securebits so that even uid 0 inside gains nothing on exec, then
      * clear ambient, permitted, effective and inheritable. */
@@ -634,7 +657,7 @@ static void op_caps(void) {
     if (syscall(SYS_capset, &hdr, data) < 0) fail(errno, "capset");
 }
 
-static void op_closefds(void) {
+static void op_closefds(char **a, int nargs) {
     /* Everything but stdio, the error pipe and the seccomp hand-over socket,
      * which both close themselves at exec. */
     if (syscall(SYS_close_range, 3, ERR_FD - 1, 0) < 0 || syscall(SYS_close_range, ERR_FD + 1, NOTIFY_FD - 1, 0) < 0 ||
@@ -659,7 +682,7 @@ static void op_notify(char **a, int nargs) {
             else if (*p) fail(EINVAL, "bad notify list");
         }
     }
-    if (nargs < 2 || !strcmp(a[1], "-")) return;
+    if (!strcmp(a[1], "-")) return;
     int n = 1;
     for (char *p = a[1]; *p; p++) n += *p == ';';
     kills = calloc((size_t)n, sizeof *kills);
@@ -693,7 +716,7 @@ static int is_kill(const struct seccomp_data *d) {
  * listener and hand the listener to init.  From here on every syscall of
  * this process goes through the filter: only sendmsg on NOTIFY_FD (here) and
  * write on ERR_FD (a failed exec) are added to allow-lists by the compiler. */
-static void op_seccomp(char **a) {
+static void op_seccomp(char **a, int nargs) {
     size_t len = strlen(a[0]) / 2;
     if (len == 0 || len % sizeof(struct sock_filter)) fail(EINVAL, "bad seccomp filter");
     unsigned char *buf = malloc(len);
@@ -1337,7 +1360,7 @@ static int bind_dirs(char *opts, size_t size, const char *merged) {
  * mount namespace only as long as that descriptor, so nothing stays behind
  * on the host, whatever modes the program left, and it is capped like any
  * tmpfs of the profile. */
-static void op_keepdir(char **a) {
+static void op_keepdir(char **a, int nargs) {
     int fd = open(a[0], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) fail(errno, "open the working directory %s", a[0]);
     if (send_fd(helper_sock[1], fd) < 0) fail(errno, "hand the working directory to the launcher");
@@ -1469,10 +1492,17 @@ struct clone3_args {
     uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
 };
 
+static int init_moves;              /* no clone3: init moves itself into the run's cgroup, */
+static int init_unshares_cgroup;    /* then makes its cgroup namespace */
+
 /* clone init into its namespaces, and into the run's cgroup if there is one:
- * clone3(CLONE_INTO_CGROUP) places it there before it runs an instruction;
- * on kernels without it (< 5.7) we move ourselves into the cgroup first, so
- * init is born there all the same. */
+ * clone3(CLONE_INTO_CGROUP) places it there before it runs an instruction.
+ * Without clone3 (kernels < 5.7, or a container's seccomp profile that
+ * answers ENOSYS for it) init is cloned where we are and moves itself, so
+ * that only init's tree is in the run's cgroup: not we, nor the FUSE daemon
+ * we start, which must not count against the run's limits.  Its cgroup
+ * namespace must have the run's cgroup as its root, so init makes it after
+ * the move (init_in_cgroup), not at clone. */
 static pid_t clone_into(unsigned long flags) {
     if (cgroup_fd >= 0) {
         struct clone3_args args;
@@ -1482,14 +1512,28 @@ static pid_t clone_into(unsigned long flags) {
         args.cgroup = (uint64_t)cgroup_fd;
         pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
         if (pid >= 0 || (errno != ENOSYS && errno != E2BIG)) return pid;
-        char procs[PATH_MAX];
-        join(procs, cgroup_dir, "cgroup.procs");
-        write_file(procs, "0");
+        init_moves = 1;
+        init_unshares_cgroup = (flags & CLONE_NEWCGROUP) != 0;
+        flags &= ~(unsigned long)CLONE_NEWCGROUP;
     }
     return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
 }
 
-static void clone_init(char **a) {
+/* In init cloned without clone3: into the run's cgroup ("0": the writer, whatever
+ * its pid namespace calls it), then the cgroup namespace rooted there.  The move
+ * needs what the launcher's own move needed (write access to the cgroup.procs of
+ * the destination and of the common ancestor, both inside the mover's cgroup
+ * namespace): until the unshare init has the launcher's host ids and cgroup
+ * namespace.  The unshare needs CAP_SYS_ADMIN in init's user namespace, which
+ * init holds as its first process. */
+static void init_in_cgroup(void) {
+    char procs[PATH_MAX];
+    join(procs, cgroup_dir, "cgroup.procs");
+    write_file(procs, "0");
+    if (init_unshares_cgroup && unshare(CLONE_NEWCGROUP) < 0) fail(errno, "unshare the cgroup namespace");
+}
+
+static void op_clone(char **a, int nargs) {
     unsigned long flags = (unsigned long)num(a[0]);
     int alive[2], mapped[2] = {-1, -1};
     if (pipe2(alive, O_CLOEXEC) < 0) fail(errno, "pipe");
@@ -1517,6 +1561,7 @@ static void clone_init(char **a) {
             if (read(mapped[0], &go, 1) != 1) _exit(125);    /* the launcher reported why */
             close(mapped[0]);
         }
+        if (init_moves) init_in_cgroup();
         close(WORKDIR_FD);          /* the launcher's, to the runner */
         sigprocmask(SIG_SETMASK, &old, NULL);
         signal(SIGTERM, SIG_DFL);
@@ -1559,7 +1604,143 @@ static void clone_init(char **a) {
     _exit(0);
 }
 
-int main(void) {
+/* ------------------------------------------------------------ the ops of main's table */
+
+static sigset_t init_signals;   /* what init takes through its signalfd: SIGCHLD, SIGTERM */
+
+/* ppid PID (the launcher): die with the runner.  If it died before this line, stop. */
+static void op_ppid(char **a, int nargs) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "prctl(PR_SET_PDEATHSIG)");
+    if (getppid() != (pid_t)num(a[0])) _exit(125);
+}
+
+static void op_sample(char **a, int nargs) { sample_ms = (int)num(a[0]); }
+
+/* cgroup PATH (the launcher): the run's cgroup, which init is cloned into. */
+static void op_cgroup(char **a, int nargs) {
+    snprintf(cgroup_dir, sizeof cgroup_dir, "%s", a[0]);
+    cgroup_fd = open(a[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgroup_fd < 0) fail(errno, "open the run's cgroup %s", a[0]);
+}
+
+static void op_oomadj(char **a, int nargs) { write_file("/proc/self/oom_score_adj", a[0]); }
+static void op_sysctl(char **a, int nargs) { write_file(a[0], a[1]); }
+
+static void op_unshare(char **a, int nargs) {
+    if (unshare((int)num(a[0])) < 0) fail(errno, "unshare(0x%llx)", num(a[0]));
+}
+
+static void op_private(char **a, int nargs) {
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(errno, "make / recursively private");
+}
+
+static void op_fusebin(char **a, int nargs) { snprintf(fuse_bin, sizeof fuse_bin, "%s", a[0]); }
+
+static void op_hostname(char **a, int nargs) {
+    if (sethostname(a[0], strlen(a[0])) < 0) fail(errno, "sethostname");
+}
+
+static void op_chdir(char **a, int nargs) {
+    if (chdir(a[0]) < 0) fail(errno, "chdir %s", a[0]);
+}
+
+/* fork (init): the program is pid 2; init supervises it and never returns here.
+ * The ops after this one run in the program. */
+static void op_fork(char **a, int nargs) {
+    sigprocmask(SIG_BLOCK, &init_signals, NULL);
+    /* Non-dumpable from here on (not earlier: init writes its own
+     * /proc/self files during setup): the program, same uid, can
+     * neither ptrace init nor read its /proc files.  Its lack of
+     * capabilities already forbids ptrace; this holds even if that
+     * ever changed.  exec makes the program dumpable again. */
+    prctl(PR_SET_DUMPABLE, 0);
+    long long t_fork = now_ns();
+    pid_t prog = fork();
+    if (prog < 0) fail(errno, "fork the program");
+    if (helper_sock[1] >= 0) { close(helper_sock[1]); helper_sock[1] = -1; }
+    if (prog > 0) {
+        close(ERR_FD);
+        close(0); close(1); close(2);
+        for (int s = 0; s < MAX_SLOTS; s++) if (slots[s] >= 0) close(slots[s]);
+        if (notify_sock[1] >= 0) close(notify_sock[1]);
+        supervise(prog, &init_signals, t_fork);
+    }
+    close(STATUS_FD);
+    prctl(PR_SET_DUMPABLE, 1);   /* init's non-dumpable flag is init's: our /proc/self stays ours */
+    /* The program starts with default signal handling (SIG_IGN would
+     * survive exec) and nothing blocked; done here, before any filter. */
+    for (int sig = 1; sig < NSIG; sig++) if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (notify_sock[1] >= 0) {
+        close(notify_sock[0]);
+        if (notify_sock[1] != NOTIFY_FD) {   /* (created close-on-exec, so already right if equal) */
+            if (dup3(notify_sock[1], NOTIFY_FD, O_CLOEXEC) < 0) fail(errno, "dup3 the notify socket");
+            close(notify_sock[1]);
+            notify_sock[1] = NOTIFY_FD;
+        }
+    }
+}
+
+/* rlimit RES SOFT HARD (the program): -1 is unlimited. */
+static void op_rlimit(char **a, int nargs) {
+    long long soft = num(a[1]), hard = num(a[2]);
+    struct rlimit rl = {soft < 0 ? RLIM_INFINITY : (rlim_t)soft, hard < 0 ? RLIM_INFINITY : (rlim_t)hard};
+    if (setrlimit((int)num(a[0]), &rl) < 0) fail(errno, "setrlimit(%s, %s, %s)", a[0], a[1], a[2]);
+}
+
+static void op_nnp(char **a, int nargs) {
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(errno, "PR_SET_NO_NEW_PRIVS");
+}
+
+static void op_setsid(char **a, int nargs) {
+    if (setsid() < 0) fail(errno, "setsid");
+}
+
+static void op_pdeathsig(char **a, int nargs) {
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "PR_SET_PDEATHSIG");
+}
+
+/* ------------------------------------------------------------ the op table */
+
+/* Every op of the protocol: its name, its number of arguments (at least that
+ * many when `variadic`), and what carries it out.  The Python side is
+ * sandbox/launch.py, one constructor per op; `sandbox-launch --ops` prints
+ * this table and tests/test_launch_protocol.py holds the two together.  In
+ * the order of a plan: the launcher up to clone, init up to fork, then the
+ * program. */
+static const struct op_def {
+    const char *name;
+    int nargs, variadic;
+    void (*run)(char **a, int nargs);
+} OPS[] = {
+    {"ppid", 1, 0, op_ppid},            {"cgroup", 1, 0, op_cgroup},        {"outmap", 3, 0, op_outmap},
+    {"clone", 1, 0, op_clone},          {"idmap", 4, 0, op_idmap},          {"sysctl", 2, 0, op_sysctl},
+    {"unshare", 1, 0, op_unshare},      {"private", 0, 0, op_private},      {"hold", 2, 0, op_hold},
+    {"setids", 2, 0, op_setids},        {"root", 2, 0, op_root},            {"fusebin", 1, 0, op_fusebin},
+    {"overlay", 3, 1, op_overlay},      {"bind", 3, 0, op_bind},            {"symlink", 2, 0, op_symlink},
+    {"copy", 2, 0, op_copy},            {"tmpfs", 4, 0, op_tmpfs},          {"proc", 1, 0, op_proc},
+    {"dev", 2, 0, op_dev},              {"rootro", 0, 0, op_rootro},        {"pivot", 0, 0, op_pivot},
+    {"hostname", 1, 0, op_hostname},    {"loopback", 0, 0, op_loopback},    {"keyring", 0, 0, op_keyring},
+    {"chdir", 1, 0, op_chdir},          {"sample", 1, 0, op_sample},        {"keepdir", 1, 0, op_keepdir},
+    {"notify", 2, 0, op_notify},        {"fork", 0, 0, op_fork},            {"rlimit", 3, 0, op_rlimit},
+    {"rlimitcap", 2, 0, op_rlimitcap},  {"oomadj", 1, 0, op_oomadj},        {"nnp", 0, 0, op_nnp},
+    {"caps", 0, 0, op_caps},            {"setsid", 0, 0, op_setsid},        {"closefds", 0, 0, op_closefds},
+    {"pdeathsig", 0, 0, op_pdeathsig},  {"seccomp", 1, 0, op_seccomp},      {"exec", 2, 1, op_exec},
+};
+#define NOPS ((int)(sizeof OPS / sizeof *OPS))
+
+static const struct op_def *find_op(const char *name) {
+    for (int k = 0; k < NOPS; k++) if (!strcmp(OPS[k].name, name)) return &OPS[k];
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 2 && !strcmp(argv[1], "--ops")) {     /* the table, one "NAME NARGS[+]" a line */
+        for (int k = 0; k < NOPS; k++) printf("%s %d%s\n", OPS[k].name, OPS[k].nargs, OPS[k].variadic ? "+" : "");
+        return 0;
+    }
     for (int i = 0; i < MAX_SLOTS; i++) slots[i] = -1;
     /* Nothing the runner's process happened to leave open gets further, and
      * our pipes close at exec (posix_spawn's dup2 cleared close-on-exec): a
@@ -1574,10 +1755,9 @@ int main(void) {
     signal(SIGINT, SIG_IGN);   /* the runner decides what an interrupt means */
     signal(SIGQUIT, SIG_IGN);
     load_plan();
-    sigset_t chld;  /* what init takes through its signalfd */
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigaddset(&chld, SIGTERM);
+    sigemptyset(&init_signals);
+    sigaddset(&init_signals, SIGCHLD);
+    sigaddset(&init_signals, SIGTERM);
     int i = 1;
     while (i < ntok) {
         cur_op++;
@@ -1587,93 +1767,12 @@ int main(void) {
         if (nargs < 0 || i + 2 + nargs > ntok) fail(EINVAL, "truncated plan at %s", name);
         char **a = tok + i + 2;
         i += 2 + nargs;
-        if (!strcmp(name, "ppid")) {
-            /* Die with the runner.  If it died before this line, stop. */
-            if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "prctl(PR_SET_PDEATHSIG)");
-            if (getppid() != (pid_t)num(a[0])) _exit(125);
-        } else if (!strcmp(name, "sample")) sample_ms = (int)num(a[0]);
-        else if (!strcmp(name, "cgroup")) {
-            snprintf(cgroup_dir, sizeof cgroup_dir, "%s", a[0]);
-            cgroup_fd = open(a[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (cgroup_fd < 0) fail(errno, "open the run's cgroup %s", a[0]);
-        }
-        else if (!strcmp(name, "clone")) clone_init(a);
-        else if (!strcmp(name, "oomadj")) write_file("/proc/self/oom_score_adj", a[0]);
-        else if (!strcmp(name, "idmap")) op_idmap(a);
-        else if (!strcmp(name, "outmap")) op_outmap(a);
-        else if (!strcmp(name, "setids")) op_setids(a);
-        else if (!strcmp(name, "sysctl")) write_file(a[0], a[1]);
-        else if (!strcmp(name, "unshare")) { if (unshare((int)num(a[0])) < 0) fail(errno, "unshare(0x%llx)", num(a[0])); }
-        else if (!strcmp(name, "private")) { if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) fail(errno, "make / recursively private"); }
-        else if (!strcmp(name, "hold")) op_hold(a);
-        else if (!strcmp(name, "root")) op_root(a);
-        else if (!strcmp(name, "overlay")) op_overlay(a, nargs);
-        else if (!strcmp(name, "fusebin")) snprintf(fuse_bin, sizeof fuse_bin, "%s", a[0]);
-        else if (!strcmp(name, "bind")) op_bind(a);
-        else if (!strcmp(name, "symlink")) op_symlink(a);
-        else if (!strcmp(name, "copy")) op_copy(a);
-        else if (!strcmp(name, "mkdir")) op_mkdir(a);
-        else if (!strcmp(name, "tmpfs")) op_tmpfs(a);
-        else if (!strcmp(name, "proc")) op_proc(a);
-        else if (!strcmp(name, "dev")) op_dev(a);
-        else if (!strcmp(name, "rootro")) op_rootro();
-        else if (!strcmp(name, "pivot")) op_pivot();
-        else if (!strcmp(name, "hostname")) { if (sethostname(a[0], strlen(a[0])) < 0) fail(errno, "sethostname"); }
-        else if (!strcmp(name, "loopback")) op_loopback();
-        else if (!strcmp(name, "keyring")) op_keyring();
-        else if (!strcmp(name, "keepdir")) op_keepdir(a);
-        else if (!strcmp(name, "fork")) {
-            sigprocmask(SIG_BLOCK, &chld, NULL);
-            /* Non-dumpable from here on (not earlier: init writes its own
-             * /proc/self files during setup): the program, same uid, can
-             * neither ptrace init nor read its /proc files.  Its lack of
-             * capabilities already forbids ptrace; this holds even if that
-             * ever changed.  exec makes the program dumpable again. */
-            prctl(PR_SET_DUMPABLE, 0);
-            long long t_fork = now_ns();
-            pid_t prog = fork();
-            if (prog < 0) fail(errno, "fork the program");
-            if (helper_sock[1] >= 0) { close(helper_sock[1]); helper_sock[1] = -1; }
-            if (prog > 0) {
-                close(ERR_FD);
-                close(0); close(1); close(2);
-                for (int s = 0; s < MAX_SLOTS; s++) if (slots[s] >= 0) close(slots[s]);
-                if (notify_sock[1] >= 0) close(notify_sock[1]);
-                supervise(prog, &chld, t_fork);
-            }
-            close(STATUS_FD);
-            prctl(PR_SET_DUMPABLE, 1);   /* init's non-dumpable flag is init's: our /proc/self stays ours */
-            /* The program starts with default signal handling (SIG_IGN would
-             * survive exec) and nothing blocked; done here, before any filter. */
-            for (int sig = 1; sig < NSIG; sig++) if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
-            sigset_t none;
-            sigemptyset(&none);
-            sigprocmask(SIG_SETMASK, &none, NULL);
-            if (notify_sock[1] >= 0) {
-                close(notify_sock[0]);
-                if (notify_sock[1] != NOTIFY_FD) {   /* (created close-on-exec, so already right if equal) */
-                    if (dup3(notify_sock[1], NOTIFY_FD, O_CLOEXEC) < 0) fail(errno, "dup3 the notify socket");
-                    close(notify_sock[1]);
-                    notify_sock[1] = NOTIFY_FD;
-                }
-            }
-        }
-        else if (!strcmp(name, "rlimit")) {
-            long long soft = num(a[1]), hard = num(a[2]);
-            struct rlimit rl = {soft < 0 ? RLIM_INFINITY : (rlim_t)soft, hard < 0 ? RLIM_INFINITY : (rlim_t)hard};
-            if (setrlimit((int)num(a[0]), &rl) < 0) fail(errno, "setrlimit(%s, %s, %s)", a[0], a[1], a[2]);
-        }
-        else if (!strcmp(name, "rlimitcap")) op_rlimitcap(a);
-        else if (!strcmp(name, "nnp")) { if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) fail(errno, "PR_SET_NO_NEW_PRIVS"); }
-        else if (!strcmp(name, "caps")) op_caps();
-        else if (!strcmp(name, "setsid")) { if (setsid() < 0) fail(errno, "setsid"); }
-        else if (!strcmp(name, "closefds")) op_closefds();
-        else if (!strcmp(name, "pdeathsig")) { if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno, "PR_SET_PDEATHSIG"); }
-        else if (!strcmp(name, "notify")) op_notify(a, nargs);
-        else if (!strcmp(name, "chdir")) { if (chdir(a[0]) < 0) fail(errno, "chdir %s", a[0]); }
-        else if (!strcmp(name, "seccomp")) op_seccomp(a);
-        else if (!strcmp(name, "exec")) op_exec(a, nargs);
-        else fail(EINVAL, "unknown op '%s' (launcher and package versions differ?)", name);
+        const struct op_def *op = find_op(name);
+        if (!op) fail(EINVAL, "unknown op '%s' (launcher and package versions differ?)", name);
+        if (op->variadic ? nargs < op->nargs : nargs != op->nargs)
+            fail(EINVAL, "op %s takes %s%d argument%s, the plan gives %d (launcher and package versions differ?)",
+                 name, op->variadic ? "at least " : "", op->nargs, op->nargs == 1 ? "" : "s", nargs);
+        op->run(a, nargs);
     }
     fail(EINVAL, "plan ended without exec");
 }

@@ -18,7 +18,6 @@ import os
 import time
 
 CONTROLLERS = ("memory", "pids", "cpu")
-PLACEHOLDER = "\0cgroup\0"       # in the plan; each execute substitutes a fresh path
 HOW_TO_DELEGATE = ("start it in a delegated cgroup: systemd-run --user --scope -p Delegate=yes sandbox run ...; "
                    "or, for a service, give the profile a cgroup_parent: the service owns (Delegate=yes in its unit)")
 _counter = itertools.count(1)
@@ -235,7 +234,8 @@ class RunCgroup:
 
 
 def step(d, limits, cpuset):
-    from .step import Step, op
+    from . import launch
+    from .step import Step
     if not d:
         return Step("cgroup", "no cgroup: limits by rlimits and sampling (reported as degraded)",
                     {"unavailable": d.reason, "to get one": HOW_TO_DELEGATE}, [])
@@ -244,6 +244,6 @@ def step(d, limits, cpuset):
     if d.leaf:
         params["runner moves to"] = d.leaf + " (no internal processes where controllers are enabled)"
     return Step("cgroup", "a fresh cgroup for this run; the sandbox's init is born in it (CLONE_INTO_CGROUP)",
-                params, [op("cgroup", PLACEHOLDER)],
+                params, [launch.cgroup(launch.RUN_CGROUP)],
                 {"EACCES": "the cgroup is not writable by you: " + HOW_TO_DELEGATE,
                  "EPERM": "the kernel refused to place the sandbox in its cgroup: " + HOW_TO_DELEGATE})

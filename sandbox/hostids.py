@@ -19,7 +19,6 @@ import os
 
 from .errors import SetupError
 
-PLACEHOLDER = "\0hostid\0"          # in the plan; each execute substitutes the id it claimed
 LOCK_DIR = "/run/sandbox/host-ids"
 DEFAULT_RANGE = (60000, 60999)
 ENV = "SANDBOX_HOST_IDS"

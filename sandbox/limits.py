@@ -16,7 +16,8 @@ No RLIMIT_AS backstop then: it breaks runtimes that reserve address space
 """
 import math
 
-from .step import Step, op
+from . import launch
+from .step import Step
 from .units import format_duration, format_size
 
 RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_AS = 0, 1, 3, 4, 6, 7, 9
@@ -98,11 +99,11 @@ def above_caller(limits):
 
 
 def step(limits):
-    ops = [op("rlimit", res, soft, hard) for _, res, soft, hard in _rlimits(limits)]
-    ops.append(op("rlimit", RLIMIT_CORE, 0, 0))
-    ops += [op("rlimitcap", res, cap) for res, cap, _ in PER_USER_CAPS]
+    ops = [launch.rlimit(res, soft, hard) for _, res, soft, hard in _rlimits(limits)]
+    ops.append(launch.rlimit(RLIMIT_CORE, 0, 0))
+    ops += [launch.rlimitcap(res, cap) for res, cap, _ in PER_USER_CAPS]
     # If memory runs out, the program is the one to go, never the sandbox's init.
-    ops.append(op("oomadj", 1000))
+    ops.append(launch.oomadj(1000))
     return Step("rlimits", "per-process resource limits (backstops for the monitored ones)",
                 {k: describe(k, v) for k, v in limits.items()} | {"core": "0 (no core dumps)",
                                                                    "per-user caps": ", ".join(d for *_, d in PER_USER_CAPS),

@@ -14,11 +14,11 @@ Order matters and is fixed here:
 """
 import os
 
+from . import launch
 from .errors import ProfileError, UsageError
-from .step import Step, op
+from .namespaces import CLONE_NEWNS
+from .step import Step
 
-CLONE_NEWNS = 0x00020000
-MAX_SLOTS = 256         # launcher.c MAX_SLOTS: bind sources and image layers held open at once
 # Where the new root's tmpfs is mounted while it is built: any directory that exists; after
 # pivot_root nothing of it is visible.  Sources are opened first, so hiding one does not matter
 # to the kernel, but fuse-overlayfs re-resolves its layers by path: pick one that holds none.
@@ -125,11 +125,11 @@ def steps(profile, binds, img=None, workdir=None):
         ops = []
         for b in sorted(group, key=lambda b: b.dst.count("/")):
             if b.symlink is not None:
-                ops.append(op("symlink", b.symlink, b.dst))
+                ops.append(launch.symlink(b.symlink, b.dst))
             elif b.copy:
-                ops.append(op("copy", slot[id(b)], b.dst))
+                ops.append(launch.copy(slot[id(b)], b.dst))
             else:
-                ops.append(op("bind", slot[id(b)], b.dst, 0 if b.rw else 1))
+                ops.append(launch.bind(slot[id(b)], b.dst, ro=not b.rw))
         return ops
 
     def bind_params(group):
@@ -139,9 +139,9 @@ def steps(profile, binds, img=None, workdir=None):
 
     root_size = profile.get("rootfs", {}).get("size", 1 << 20)
     layers = rootfs.sources(img, len(held)) if img else []
-    if len(held) + len(layers) > MAX_SLOTS:
+    if len(held) + len(layers) > launch.MAX_SLOTS:
         raise ProfileError(f"{len(held)} bind sources" + (f" and {len(layers)} image layers" if layers else "")
-                           + f" are more than the {MAX_SLOTS} the sandbox can hold open", "binds",
+                           + f" are more than the {launch.MAX_SLOTS} the sandbox can hold open", "binds",
                            "bind a common parent directory instead of many paths")
     # bind sources are opened before the build mount can hide them; only fuse-overlayfs
     # re-resolves paths (the image's layers), so only those need resolving here
@@ -151,34 +151,34 @@ def steps(profile, binds, img=None, workdir=None):
     else:
         root = Step("root_tmpfs", "the new root: an empty tmpfs (it only holds mount points)",
                     {"size": root_size, "mounted_at": base + " (hidden once pivot_root is done)"},
-                    [op("root", base, root_size)], HINTS)
+                    [launch.root(base, root_size)], HINTS)
     return [
         Step("mount_namespace",
              "new mount namespace, / made recursively private; bind sources (and image layers) opened before "
              "anything is mounted",
              {"propagation": "rprivate", "sources": [b.src for b in held] + [p for _, p in layers]},
-             [op("unshare", CLONE_NEWNS), op("private")] + [op("hold", slot[id(b)], b.src) for b in held]
-             + [op("hold", s, p) for s, p in layers],
+             [launch.unshare(CLONE_NEWNS), launch.private()] + [launch.hold(slot[id(b)], b.src) for b in held]
+             + [launch.hold(s, p) for s, p in layers],
              HINTS),
         root,
         Step("binds", "host paths, read-only unless marked rw; always nosuid,nodev, recursively",
              bind_params(outer), bind_ops(outer), HINTS),
         Step("tmpfs", "private writable tmpfs mounts (nosuid,nodev), size- and inode-capped",
              {p: f"size={tmpfs[p]['size']},mode={tmpfs[p]['mode']:o},inodes={tmpfs[p]['inodes']}" for p in tmpfs_paths},
-             [op("tmpfs", p, tmpfs[p]["size"], f"{tmpfs[p]['mode']:o}", tmpfs[p]["inodes"]) for p in tmpfs_paths],
+             [launch.tmpfs(p, tmpfs[p]["size"], tmpfs[p]["mode"], tmpfs[p]["inodes"]) for p in tmpfs_paths],
              HINTS),
         Step("inner_binds", "binds that land inside a tmpfs (the script among them), after it exists; files_in "
                             "of a kept working directory are copied into it",
              bind_params(inner), bind_ops(inner), HINTS),
         Step("proc", "procfs of the sandbox's pid namespace; sys, sysrq-trigger, irq, bus read-only; keys and "
                      "key-users covered with an empty file",
-             {"path": "/proc"}, [op("proc", "/proc")], HINTS),
+             {"path": "/proc"}, [launch.proc("/proc")], HINTS),
         Step("dev", "minimal /dev: null zero full random urandom tty, private devpts, /dev/shm",
-             {"shm_size": profile.get("shm_size", 16 << 20)}, [op("dev", "/dev", profile.get("shm_size", 16 << 20))],
+             {"shm_size": profile.get("shm_size", 16 << 20)}, [launch.dev("/dev", profile.get("shm_size", 16 << 20))],
              HINTS),
         Step("pivot_root", "root made read-only (an image root stays writable: its writes go to the throw-away "
                            "layer), then pivot_root into it and detach the host's tree (chroot only where "
                            "pivot_root is impossible, reported as degraded)",
              {"root": "writable layer over the image" if img else "read-only"},
-             ([] if img else [op("rootro")]) + [op("pivot")], HINTS),
+             ([] if img else [launch.rootro()]) + [launch.pivot()], HINTS),
     ]

@@ -2,8 +2,10 @@
 queues, and (network: none) a network with nothing but a loopback.  And the
 keyring, which no namespace covers: a fresh, empty session keyring, so the
 caller's keys do not reach the program."""
-from .step import Step, op
+from . import launch
+from .step import Step
 
+CLONE_NEWNS = 0x00020000      # used by the mount namespace step (mounts.py) and the overlay probe (rootfs.py)
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWNET = 0x40000000
@@ -16,11 +18,11 @@ def step(profile):
     ops = []
     if network == "none":
         flags |= CLONE_NEWNET
-    ops.append(op("unshare", flags))
-    ops.append(op("hostname", hostname))
+    ops.append(launch.unshare(flags))
+    ops.append(launch.hostname(hostname))
     if network == "none":
-        ops.append(op("loopback"))
-    ops.append(op("keyring"))
+        ops.append(launch.loopback())
+    ops.append(launch.keyring())
     return Step(
         "uts_ipc_net",
         "own hostname, IPC and network namespaces; a new empty session keyring",

@@ -8,12 +8,9 @@ to `fork` run in the sandbox's init (pid 1), the rest in the program process.
 import os
 
 from . import limits as limits_mod
-from . import cgroup as cgroup_mod, hostids, mounts, namespaces, privileges, rootfs, seccomp, userns
-from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError, shorten
-from .step import Step, op
-
-
-MAX_TOKENS = 65536      # launcher.c MAX_TOKENS: the NUL-separated strings of an encoded plan
+from . import cgroup as cgroup_mod, hostids, launch, mounts, namespaces, privileges, rootfs, seccomp, userns
+from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError
+from .step import Step
 
 
 class Request:
@@ -53,25 +50,7 @@ class Plan:
     def encode(self, cgroup_path=None, host_id=None):
         """The launcher's input; `cgroup_path` is this run's fresh cgroup, `host_id` the
         unprivileged host id a root caller's run claimed (hostids.py)."""
-        out = [b"SBX1"]
-        if sum(len(o) + 1 for o, _ in self.ops()) + 1 > MAX_TOKENS:
-            raise ProfileError(f"the plan has more than the {MAX_TOKENS} parts the launcher reads (every "
-                               "argument, environment variable and mount is one or more)", "plan",
-                               "use fewer environment variables, arguments or binds")
-        for o, _ in self.ops():
-            out.append(o[0].encode())
-            out.append(str(len(o) - 1).encode())
-            for a in o[1:]:
-                if "\0" in a:              # a per-run value goes here (else: a NUL, refused below)
-                    if a == cgroup_mod.PLACEHOLDER:
-                        a = cgroup_path
-                    elif host_id is not None:
-                        a = a.replace(hostids.PLACEHOLDER, str(host_id))
-                a = os.fsencode(a)
-                if b"\0" in a:
-                    raise UsageError(f"{shorten(a, 60)} contains a NUL byte", f"step {o[0]}", "remove the NUL byte")
-                out.append(a)
-        return b"\0".join(out) + b"\0"
+        return launch.encode([o for s in self.steps for o in s.ops], cgroup_path, host_id)
 
     def explain(self):
         chain = " <- ".join(os.path.basename(p) for p in self.profile.chain)
@@ -142,13 +121,13 @@ def _program(profile, request, env, img=None):
 
 
 def _fork_step(cwd, init_ops, keep_workdir=False):
-    keep = [op("keepdir", cwd)] if keep_workdir else []
+    keep = [launch.keepdir(cwd)] if keep_workdir else []
     return Step("fork", "init enters the working directory and forks the program (pid 2), then stays pid 1: it "
                         f"reaps, samples the whole tree every {limits_mod.SAMPLE_MS} ms, answers seccomp "
                         "notifications, and its exit ends every process of the sandbox",
                 {"cwd": cwd, "sample_interval": f"{limits_mod.SAMPLE_MS} ms"}
                 | ({"files_out": f"{cwd} (a tmpfs) handed to the runner as a directory descriptor"} if keep else {}),
-                [op("chdir", cwd), op("sample", limits_mod.SAMPLE_MS), *init_ops, *keep, op("fork")],
+                [launch.chdir(cwd), launch.sample(limits_mod.SAMPLE_MS), *init_ops, *keep, launch.fork()],
                 {"ENOENT": "the working directory does not exist inside the sandbox: use a tmpfs path (/box, /tmp) "
                            "or a bound directory"})
 
@@ -157,7 +136,7 @@ def _exec_step(argv, env):
     envlist = [f"{k}={v}" for k, v in env.items()]
     return Step("exec", "execve with the profile's clean environment (PATH searched inside)",
                 {"argv": argv, "env": envlist},
-                [op("exec", len(argv), *argv, *envlist)],
+                [launch.exec_(argv, envlist)],
                 {"ENOENT": "the program does not exist inside the sandbox: bind its directory, or use a path "
                            "that is inside the profile's rootfs binds",
                  "EACCES": "the program is not executable (or lives on a noexec mount): chmod +x it",

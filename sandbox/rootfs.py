@@ -10,8 +10,9 @@ profile may insist on one with `rootfs.overlay: kernel|fuse`.
 import os
 import stat
 
+from . import launch
 from .errors import ProfileError, SetupError, UsageError
-from .step import Step, op
+from .step import Step
 
 BACKENDS = ("auto", "kernel", "fuse")
 FUSE_OPAQUE_MARKERS = (".wh..wh..opq", ".wh..opq")
@@ -67,25 +68,23 @@ def kernel_overlay_works():
     except OSError:
         pass
     import shutil
-    from . import launch, userns
-    from .mounts import CLONE_NEWNS
-    from .plan import Plan
+    from . import userns
+    from .namespaces import CLONE_NEWNS
+    from .supervise import Sink, supervise
     empty = os.path.join(os.path.dirname(path), f"overlay-probe-{os.getpid()}")
     os.makedirs(empty, exist_ok=True)
-    uid_in, uid_out, gid_in, gid_out = os.getuid(), os.getuid(), os.getgid(), os.getgid()
-    before = [op("ppid", os.getpid()), op("clone", userns.CLONE_NEWUSER | userns.CLONE_NEWPID),
-              op("idmap", uid_in, uid_out, gid_in, gid_out), op("unshare", CLONE_NEWNS),
-              op("private"), op("hold", 0, empty), op("root", "/tmp", 1 << 20)]
-    steps = [Step("probe", "", {}, before),
-             Step("overlay", "", {}, [op("overlay", "kernel", "-", "-", 0)]),
-             Step("exec", "", {}, [op("fork"), op("exec", 1, "/nonexistent-sandbox-probe")])]
+    ops = userns.step({}, os.getpid()).ops + [
+        launch.unshare(CLONE_NEWNS), launch.private(), launch.hold(0, empty), launch.root("/tmp", 1 << 20),
+        launch.overlay("kernel", "-", "-", 0), launch.fork(), launch.exec_(["/nonexistent-sandbox-probe"], [])]
+    at_overlay = len(ops) - 3
+    null = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        launched = launch.spawn(Plan(None, steps, [], {}, "/", {}, None, None).encode(), os.open("/dev/null", os.O_RDONLY))
-        from .supervise import Sink, supervise
+        launched = launch.spawn(launch.encode(ops), null)
         limits = {"cpu_time": None, "memory": None, "output": None, "wall_time": 10}
         o = supervise(launched, limits, Sink(capture=True), Sink(capture=True))
-        works = bool(o.setup_error) and o.setup_error[0] > len(before)     # it got past the overlay op
+        works = bool(o.setup_error) and o.setup_error[0] > at_overlay     # it got past the overlay op
     finally:
+        os.close(null)
         shutil.rmtree(empty, ignore_errors=True)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -180,8 +179,8 @@ def root_step(img, held, base):
     return Step("root_overlay", "the new root: the image's layers (read-only) under a writable layer, by overlayfs",
                 {"image": img.image["name"], "layers": len(lowers), "backend": backend,
                  "writable layer": f"kept in {img.keep}" if img.keep else f"tmpfs of {img.size} bytes, discarded"},
-                ([op("fusebin", _fuse_bin())] if img.backend == "fuse" else [])
-                + [op("root", base, img.size), op("overlay", img.backend, upper, work, *lowers)],
+                ([launch.fusebin(_fuse_bin())] if img.backend == "fuse" else [])
+                + [launch.root(base, img.size), launch.overlay(img.backend, upper, work, *lowers)],
                 {"EINVAL": "the kernel refused the overlay (too many layers, or a kernel before 5.11): try "
                            "rootfs.overlay: fuse",
                  "EPERM": "overlay mounts are not allowed in user namespaces here: " + HOW_TO_GET_ONE,

@@ -30,8 +30,8 @@ import os
 import zlib
 
 from .errors import ProfileError
+from .launch import ERR_FD, NOTIFY_FD    # what the program process uses after loading the filter
 
-NOTIFY_FD, ERR_FD = 6, 4          # the launcher's descriptors that the program process uses after loading
 ARCHES = {0xC000003E: "x86_64", 0x40000003: "i386"}
 COMPILER = "first-match-1"        # in the cache key: a BPF cached by another compiler is not reused
 PRIO_PROCESS, PRIO_PGRP, PRIO_USER = 0, 1, 2
@@ -294,17 +294,18 @@ def steps(policy):
     """(ops for init before the fork, the seccomp step of the program).  The
     filter is the program's last step before exec, after no_new_privs.  With
     `seccomp: none` (policy None) the filter is the base layer alone."""
-    from .step import Step, op
+    from . import launch
+    from .step import Step
     bpf, log_nrs, log_all, kills = compiled(policy)
     spec = "*" if log_all else (",".join(map(str, log_nrs)) or "-")
     summary = ("load the seccomp filter (BPF, cached) with a listener handed to init" if policy else
                "no seccomp policy (the profile says none): load the base layer alone, which keeps init out "
                "of reach of calls that act on another process by pid")
-    return [op("notify", spec, _kill_spec(kills))], Step(
+    return [launch.notify(spec, _kill_spec(kills))], Step(
         "seccomp", summary,
         {"policy": describe(policy), "bpf": f"{len(bpf) // 8} instructions",
          "foreign ABIs": "i386 (int 0x80) and x32 calls are killed and reported"},
-        [op("seccomp", bpf.hex())],
+        [launch.seccomp(bpf)],
         {"EINVAL": "the kernel refused the filter (a kernel without seccomp user notification: "
                    "Linux >= 5.5 is needed)",
          "EACCES": "no_new_privs was not set before the filter (a bug: please report it)"})

@@ -9,9 +9,6 @@ class Step:
         self.name = name            # stable identifier, shown in errors and --explain
         self.summary = summary      # one line: what and why
         self.params = params or {}  # shown by --explain
-        self.ops = list(ops)        # (op, arg, ...) tuples for the launcher
+        self.ops = list(ops)        # the launcher's ops, from launch.py's constructors
         self.hints = hints or {}    # errno name -> how to fix
 
-
-def op(name, *args):
-    return (name,) + tuple(str(a) for a in args)

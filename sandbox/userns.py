@@ -8,8 +8,8 @@ sandbox sees its own cgroup as / (no host cgroup paths, nothing above it).
 """
 import os
 
-from . import hostids
-from .step import Step, op
+from . import launch
+from .step import Step
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
@@ -55,25 +55,25 @@ def step(profile, runner_pid, default_ids=("caller", "caller"), root_caller=Fals
     if root_caller:
         # The host's root never runs untrusted code: the sandbox's user is an unprivileged
         # host id claimed for this run (hostids.py), mapped by the launcher from outside.
-        mapping = [op("outmap", "write", f"{uid_in} {hostids.PLACEHOLDER} 1", f"{gid_in} {hostids.PLACEHOLDER} 1")]
+        mapping = [launch.outmap("write", f"{uid_in} {launch.HOST_ID} 1", f"{gid_in} {launch.HOST_ID} 1")]
         outside = "an unprivileged host id claimed per run (the caller is root)"
         params = {"uid": f"{uid_in} inside = {outside}", "gid": f"{gid_in} inside = the same id"}
     else:
-        mapping = [op("idmap", uid_in, uid_out, gid_in, gid_out)]
+        mapping = [launch.idmap(uid_in, uid_out, gid_in, gid_out)]
         params = {"uid": f"{uid_in} inside = {uid_out} outside", "gid": f"{gid_in} inside = {gid_out} outside"}
-    clone = op("clone", CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWCGROUP)
+    clone = launch.clone(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWCGROUP)
     return Step(
         "user_namespace",
         "new user, pid and cgroup namespaces; the launcher and init die with the runner",
         params | {"setgroups": "deny", "pid 1": "the sandbox's init",
                   "nested user namespaces": "disabled (user.max_user_namespaces = 0 inside)",
                   "per-user caps": ", ".join(f"{k} {v}" for k, v in USER_CAPS)},
-        [op("ppid", runner_pid)]
+        [launch.ppid(runner_pid)]
         + (mapping + [clone] if root_caller else [clone] + mapping)
         # max_user_namespaces 0 means nothing inside can create another user
         # namespace (and with it regain capabilities over new mount or network
         # namespaces: kernel attack surface).
-        + [op("sysctl", f"/proc/sys/user/{name}", str(value)) for name, value in USER_CAPS
+        + [launch.sysctl(f"/proc/sys/user/{name}", value) for name, value in USER_CAPS
            if os.path.exists(f"/proc/sys/user/{name}")],
         HINTS)
 
@@ -86,4 +86,4 @@ def sandbox_ids_steps(profile, default_ids, root_caller):
         return []
     uid_in, _, gid_in, _ = ids(profile, default_ids)
     return [Step("sandbox_ids", "init becomes the sandbox's user (the run's unprivileged host id outside)",
-                 {"uid": uid_in, "gid": gid_in}, [op("setids", uid_in, gid_in)])]
+                 {"uid": uid_in, "gid": gid_in}, [launch.setids(uid_in, gid_in)])]

@@ -149,6 +149,20 @@ def test_init_with_a_lowered_rlimit_cpu_survives_a_sigchld_flood(guest):
     assert rep["cpu_time_s"] >= 1.5, rep
 
 
+def test_without_clone3_only_inits_tree_is_in_the_run_cgroup(guest):
+    """Issue 15 bug 9: with clone3 answering ENOSYS the launcher moved itself into the run's
+    cgroup (and with it the FUSE daemon it starts); now init moves itself, then makes its
+    cgroup namespace there.  tests/test_clone_fallback.py checks who writes, on the host."""
+    fact = guest["no_clone3"]
+    rep = report(fact)
+    assert rep["status"] == "OK" and rep["cgroup"]["path"] and rep["degraded"] == [], rep
+    assert fact["pid_depths"] == [2], fact           # only processes of the sandbox, never the launcher (1)
+    assert fact["stdout"].splitlines()[0] == "0::/", fact     # its cgroup namespace is rooted at the run's cgroup
+    assert fact["runs_left"] == []
+    rep = report(guest["no_clone3_memory_bomb"])
+    assert rep["status"] == "MLE" and rep["oom_kills"] >= 1, rep
+
+
 def test_a_killed_runners_cgroup_is_removed_at_the_next_start(guest):
     fact = guest["runner_killed"]
     assert len(fact["runs_after_kill"]) == 1 and fact["sleep_left"] == []

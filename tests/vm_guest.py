@@ -65,14 +65,32 @@ def as_user(argv, cgroup, **kw):
                             stderr=subprocess.PIPE, **kw)
 
 
-def sandbox(args, cgroup, timeout=120, as_root=False):
+# Runs argv with clone3 answering ENOSYS (a seccomp filter, inherited by the launcher): what a
+# kernel before 5.7, or a container runtime's seccomp profile, answers.
+NO_CLONE3 = r"""
+import ctypes, os, struct, sys
+def insn(code, k, jt=0, jf=0):
+    return struct.pack("HBBI", code, jt, jf, k)
+bpf = (insn(0x20, 4) + insn(0x15, 0xC000003E, 0, 3) + insn(0x20, 0) + insn(0x15, 435, 0, 1)
+       + insn(0x06, 0x00050000 | 38) + insn(0x06, 0x7FFF0000))
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0 and libc.prctl(22, 2, ctypes.byref(Fprog(len(bpf) // 8, bpf)), 0, 0) == 0
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+WITHOUT_CLONE3 = ["/usr/bin/python3", "-c", NO_CLONE3]
+
+
+def sandbox(args, cgroup, timeout=120, as_root=False, wrap=()):
     """`sandbox run ARGS` as USER in `cgroup` (or as root where it is: a service with a
-    cgroup_parent): (exit status, report or None, stdout, stderr)."""
+    cgroup_parent), under `wrap` (argv before the command): (exit status, report or None,
+    stdout, stderr)."""
     report = f"{SCRATCH}/report-{time.monotonic_ns()}.json"
     # progress on stderr: if the guest hangs, the host's failure message shows where
     sys.stderr.write(f"[{time.monotonic():.1f}] sandbox run {' '.join(args)[:160]!r}\n")
     sys.stderr.flush()
-    argv = [SANDBOX, "run", "--report", report] + args
+    argv = list(wrap) + [SANDBOX, "run", "--report", report] + args
     p = subprocess.Popen(argv, cwd=SCRATCH, stdout=subprocess.PIPE, stderr=subprocess.PIPE) if as_root \
         else as_user(argv, cgroup)
     out, err = p.communicate(timeout=timeout)
@@ -116,6 +134,27 @@ def user_processes():
 
 def runs_in(cgroup):
     return sorted(n for n in os.listdir(cgroup) if n.startswith("run-"))
+
+
+def pid_depths_in_runs(cgroup, p):
+    """While `p` runs: how deep in pid namespaces each process found in a run cgroup under
+    `cgroup` is (its NSpid entries): 1 is a host process (the launcher, a FUSE daemon), 2 one
+    of the sandbox."""
+    depths = set()
+    while p.poll() is None:
+        for run in runs_in(cgroup):
+            try:
+                pids = read(f"{cgroup}/{run}/cgroup.procs").split()
+            except OSError:
+                continue
+            for pid in pids:
+                try:
+                    depths.update(len(line.split()) - 1 for line in read(f"/proc/{pid}/status").splitlines()
+                                  if line.startswith("NSpid:"))
+                except OSError:
+                    pass
+        time.sleep(0.05)
+    return sorted(depths)
 
 
 # Python under TCG runs some 20 times slower than on the host: allocate with one C-level fill,
@@ -252,6 +291,20 @@ def scenarios():
                                                     "head -c 200000000 /dev/zero | tail > /dev/null"], None,
                                           as_root=True)
     facts["root_caller_memory"]["runs_left"] = runs_in(parent)
+
+    # issue 15 bug 9: without clone3 init moves itself into the run's cgroup; the launcher stays out
+    d = scope()
+    report = f"{SCRATCH}/report-no-clone3.json"
+    p = as_user(WITHOUT_CLONE3 + [SANDBOX, "run", "--report", report, "--profile", "shell", "--wall-time", "60",
+                                  "--", "sh", "-c", "cat /proc/self/cgroup; sleep 3"], d)
+    depths = pid_depths_in_runs(d, p)
+    out, err = p.communicate(timeout=120)
+    facts["no_clone3"] = {"rc": p.returncode, "report": json.loads(read(report)) if os.path.exists(report) else None,
+                          "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"),
+                          "pid_depths": depths, "runs_left": runs_in(d)}
+    d = scope()
+    facts["no_clone3_memory_bomb"] = sandbox(PY + ["--memory", "64M", "--", "python3", "-c", TOUCH_200M], d,
+                                             wrap=WITHOUT_CLONE3)
 
     # no delegation: the root cgroup is not the user's
     facts["no_delegation"] = sandbox(["--profile", "shell", "--require-cgroup", "--", "true"], None)

@@ -2,6 +2,7 @@
 queues, and (network: none) a network with nothing but a loopback.  And the
 keyring, which no namespace covers: a fresh, empty session keyring, so the
 caller's keys do not reach the program."""
+from .schema import DEFAULTS
 from .step import Step, op
 
 CLONE_NEWUTS = 0x04000000
@@ -10,8 +11,8 @@ CLONE_NEWNET = 0x40000000
 
 
 def step(profile):
-    hostname = profile.get("hostname", "sandbox")
-    network = profile.get("network", "none")
+    hostname = profile.get("hostname", DEFAULTS["hostname"])
+    network = profile.get("network", DEFAULTS["network"])
     flags = CLONE_NEWUTS | CLONE_NEWIPC
     ops = []
     if network == "none":

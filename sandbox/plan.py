@@ -10,6 +10,7 @@ import os
 from . import limits as limits_mod
 from . import cgroup as cgroup_mod, hostids, mounts, namespaces, privileges, rootfs, seccomp, userns
 from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError, shorten
+from .schema import DEFAULTS
 from .step import Step, op
 
 
@@ -137,7 +138,7 @@ def _program(profile, request, env, img=None):
                          "check the path (it is read from the host and bound read-only into the sandbox)",
                          exit_code=EXIT_NOT_FOUND)
     check_interpreter(profile, env, img)
-    inside = os.path.join(profile.get("script", {}).get("dir", "/box"), os.path.basename(script))
+    inside = os.path.join(profile.get("script", {}).get("dir", DEFAULTS["script.dir"]), os.path.basename(script))
     return script_argv(profile, inside, request.args), (script, inside)
 
 

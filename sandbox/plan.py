@@ -195,7 +195,7 @@ def build(profile, request):
     policy = profile.get("seccomp") if request.seccomp is False else request.seccomp
     notify_ops, seccomp_step = seccomp.steps(policy)
     root_caller = hostids.caller_is_root()
-    inside_ids = _image_user(config) if img else ("caller", "caller")
+    inside_ids = _image_user(config) if img else (DEFAULTS["user.uid"], DEFAULTS["user.gid"])
     mount_steps = mounts.steps(profile, binds, img, cwd if request.keep_workdir else None)
     steps = (
         [cgroup_mod.step(delegation, effective, profile.get("cpuset")),

@@ -315,8 +315,10 @@ KEYS = (
     Key("description", _str, None, "text", "one line shown by `sandbox profiles`"),
     Key("extends", _str, None, "name or path", "the profile this one builds on: a built-in name, or a path "
         "relative to this file"),
-    Key("user.uid", _id, "caller", "id or `caller`", "the user id inside (`caller`: the caller's own id)"),
-    Key("user.gid", _id, "caller", "id or `caller`", "the group id inside (`caller`: the caller's own id)"),
+    Key("user.uid", _id, "caller", "id or `caller`", "the user id inside (`caller`: the caller's own id)",
+        shown="the image's User, else `caller`"),
+    Key("user.gid", _id, "caller", "id or `caller`", "the group id inside (`caller`: the caller's own id)",
+        shown="the image's User, else `caller`"),
     Key("hostname", _hostname, "sandbox", "at most 64 bytes", "the hostname inside (own UTS namespace)"),
     Key("network", _choice("none", "host"), "none", "`none` or `host`",
         "`none`: a new network namespace with only lo; `host`: the host's"),

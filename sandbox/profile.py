@@ -7,7 +7,8 @@ Loading is split in two on purpose:
   read by yamlload (bounded and strict), validated once and cached as marshal data keyed by the files' mtimes, so a
   run whose profile did not change never imports PyYAML (13 ms cold);
 - what depends on the host (bind sources, the interpreter) is checked on every
-  run by `check_host`, because the host can change under an unchanged file.
+  run, when the plan is built (mounts.resolve_binds, plan.check_interpreter),
+  because the host can change under an unchanged file.
 
 Merging rule for `extends`: mappings merge key by key (the child wins; in
 `env` and `tmpfs` a null value removes the parent's entry), everything else,

@@ -3,7 +3,8 @@ compiles.  Reading checks everything a filter could not honour, so that a
 policy that resolves also loads: values and names (ASCII only, bounded in
 messages), contradictions inside one file, kill rules that init could not tell
 from logs, the rule count, the file size and, by compiling it, the kernel's
-4096-instruction limit."""
+4096-instruction limit.  Finding files and walking `extends` is
+sandbox/configfiles.py's, the same for policies as for profiles."""
 import errno as errno_mod
 import os
 

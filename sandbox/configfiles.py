@@ -109,6 +109,14 @@ def stamp(path):
     return path, st.st_mtime_ns, st.st_size
 
 
+def unchanged(stamps):
+    """Are all the files as `stamp` saw them (none gone, none edited)?"""
+    try:
+        return all(stamp(path) == (path, mtime, size) for path, mtime, size in stamps)
+    except OSError:
+        return False
+
+
 def chain(ref, kind, where, layer, relative_to=None):
     """Walk the `extends` chain from `ref` to its root.  `layer(path)` reads and
     checks one file and returns (its layer, the reference it extends or None).

@@ -83,11 +83,6 @@ def _drop_nulls(data):
 
 # ------------------------------------------------------------------ files
 
-def locate(ref, relative_to=None, where="--profile"):
-    """The file a profile reference names: a path, or a built-in name."""
-    return configfiles.locate(ref, PROFILE, relative_to, where)
-
-
 def _layer(path):
     """One file of the chain, validated: ((layer, origins), what it extends)."""
     name = os.path.basename(path)
@@ -134,20 +129,14 @@ def _from_cache(path):
     try:
         with open(_cache_file(path), "rb") as f:
             entry = marshal.load(f)
-        if entry[0] != SCHEMA_VERSION:
-            return None
-        for p, mtime, size in entry[1]:
-            st = os.stat(p)
-            if st.st_mtime_ns != mtime or st.st_size != size:
-                return None
-        return entry
+        return entry if entry[0] == SCHEMA_VERSION and configfiles.unchanged(entry[1]) else None
     except (OSError, EOFError, ValueError, TypeError, IndexError):
         return None
 
 
 def load(ref, where="--profile"):
     """Load a profile by built-in name or path."""
-    path = locate(ref, None, where)
+    path = configfiles.locate(ref, PROFILE, None, where)
     entry = _from_cache(path)
     if entry is None:
         data, origins, files, chain = _resolve(ref, where)

@@ -94,3 +94,26 @@ def test_the_loading_modules_are_in_no_import_circle():
         return False
     for module in ("profile", "schema", "configfiles", "yamlload", "seccomp", "seccomp_policy", "errors"):
         assert not reaches(module, module), f"{module} imports itself through a circle"
+
+
+def test_a_cached_profile_follows_edits_of_every_file_of_its_chain(tmp_path):
+    """The cache entry is keyed by every file read: the profile, what it extends, the policy it names."""
+    def write(name, text):
+        path = tmp_path / name
+        old = path.stat().st_mtime_ns if path.exists() else None
+        path.write_text(text)
+        if old is not None:                                 # a new mtime even within the clock's resolution
+            os.utime(path, ns=(old + 10**9, old + 10**9))
+    write("child.yaml", "extends: ./parent.yaml\nseccomp: ./pol.yaml\n")
+    write("parent.yaml", "hostname: one\n")
+    write("pol.yaml", "default_action: allow\n")
+    child = str(tmp_path / "child.yaml")
+    assert profile.load(child)["hostname"] == "one" and profile.load(child)["seccomp"]["default"] == ("allow",)
+    write("parent.yaml", "hostname: two\n")
+    assert profile.load(child)["hostname"] == "two"
+    write("pol.yaml", "default_action: log\n")
+    assert profile.load(child)["seccomp"]["default"] == ("log",)
+    os.unlink(tmp_path / "parent.yaml")
+    with pytest.raises(ProfileError) as e:
+        profile.load(child)
+    assert e.value.where == "child.yaml: extends" and "parent.yaml does not exist" in e.value.what

@@ -358,12 +358,12 @@ KEYS = (
         None, f"count, {OPEN_FILES_MIN} to {MAX_OPEN_FILES}", "open descriptors per process (RLIMIT_NOFILE)",
         shown=_LIMIT),
     Key("limits.stack", _size, None, "size", "stack per process (RLIMIT_STACK)", shown=_LIMIT),
-    Key("limits.output", _size, None, "size", "bytes the program may write to stdout and stderr", shown=_LIMIT),
+    Key("limits.output", _size, None, "size", "bytes the program may write to stdout and stderr together", shown=_LIMIT),
     Key("limits.cpus", _fraction, None, "CPUs, 0.01 to 1024", "CPUs' worth of time per second (needs a cgroup: "
         "cpu.max)", shown=_LIMIT),
     Key("require_cgroup", _bool, False, "true or false", "refuse to run without a delegated cgroup v2"),
     Key("cgroup_parent", _cgroup_parent, None, "cgroup directory", "the cgroup under which runs get theirs: "
-        "under /sys/fs/cgroup, or relative to the cgroup2 mount", shown="the caller's delegated cgroup"),
+        "under /sys/fs/cgroup, or relative to the cgroup2 mount, without `.` or `..` parts", shown="the runner's own cgroup, if delegated"),
     Key("cpuset", _cpuset, None, "CPU list", "the CPUs the run may use (cpuset.cpus), e.g. `\"0-3,5\"`",
         shown="all"),
     Key("script.interpreter", _list_of(_str), None, "list of text", "the argv before SCRIPT in `sandbox run "

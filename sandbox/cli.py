@@ -20,6 +20,7 @@ usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
        sandbox diff DIR                 what a run kept with --keep-changes DIR added, changed, deleted
        sandbox profiles                 list built-in profiles
        sandbox profiles show NAME|PATH  print a profile fully resolved (after extends)
+       sandbox profiles keys            every key a profile may hold: type, default, meaning
        sandbox check FILE.yaml          validate a profile
        sandbox doctor [--json]          what this host can and cannot do for the sandbox, with fixes
        sandbox serve [--host H] [--port P] ...  a Judge0-compatible judging service (sandbox serve --help)
@@ -344,8 +345,12 @@ def cmd_profiles(argv):
         sys.stdout.write(f"# {p.name}: resolved from {chain}\n")
         sys.stdout.write(yaml.safe_dump(p.data, sort_keys=False, default_flow_style=False))
         return 0
-    raise UsageError(f"unknown arguments: {' '.join(argv)}", "sandbox profiles",
-                     "use: sandbox profiles, or sandbox profiles show NAME")
+    if argv == ["keys"]:
+        from . import schema
+        sys.stdout.write(schema.text())
+        return 0
+    raise UsageError(f"unknown arguments: {shorten(' '.join(argv), 60)}", "sandbox profiles",
+                     "use: sandbox profiles, sandbox profiles show NAME, or sandbox profiles keys")
 
 
 def cmd_check(argv):

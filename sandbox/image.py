@@ -24,6 +24,7 @@ import marshal
 import os
 import stat
 
+from .configfiles import write_atomic, write_cache
 from .errors import SandboxError, shorten, did_you_mean
 
 # Importing, verifying and unpacking need tarfile, gzip, hashlib, json: they are
@@ -115,13 +116,7 @@ class Store:
         except ValueError as e:
             raise ImageError(f"the store's record of {name!r} is damaged: {e}", where,
                              f"remove it (sandbox image rm {name}) and import the image again") from None
-        try:                                     # the fast copy for the next run
-            tmp = os.path.join(self.images, f".{name}.marshal.{os.getpid()}")
-            with open(tmp, "wb") as f:
-                marshal.dump(record, f)
-            os.replace(tmp, os.path.join(self.images, name + ".marshal"))
-        except OSError:
-            pass
+        write_cache(os.path.join(self.images, name + ".marshal"), marshal.dumps(record))   # the fast copy
         return record
 
     def remove(self, name):
@@ -187,11 +182,8 @@ class Store:
         import json
         import time
         record.update(name=name, source=os.path.abspath(path), imported=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        for ext, dump in ((".json", lambda r, f: f.write(json.dumps(r, indent=2).encode())), (".marshal", marshal.dump)):
-            tmp = os.path.join(self.images, f".{name}{ext}.{os.getpid()}")
-            with open(tmp, "wb") as f:
-                dump(record, f)
-            os.replace(tmp, os.path.join(self.images, name + ext))
+        for ext, data in ((".json", json.dumps(record, indent=2).encode()), (".marshal", marshal.dumps(record))):
+            write_atomic(os.path.join(self.images, name + ext), data)
         return record
 
     def _commit(self, staged):

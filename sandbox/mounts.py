@@ -17,6 +17,7 @@ import os
 from . import launch
 from .errors import ProfileError, UsageError
 from .namespaces import CLONE_NEWNS
+from .schema import DEFAULTS
 from .step import Step
 
 # Where the new root's tmpfs is mounted while it is built: any directory that exists; after
@@ -96,7 +97,8 @@ def _source_ok(b, where, error):
                     "create it, fix the path, or mark the bind optional: true") from None
 
 
-WORKDIR_TMPFS = {"size": 64 << 20, "mode": 0o755, "inodes": 16384}   # files_out's, where the profile has none
+WORKDIR_TMPFS = {"size": DEFAULTS["tmpfs.PATH.size"], "mode": 0o755,     # files_out's, where the profile has none
+                 "inodes": DEFAULTS["tmpfs.PATH.inodes"]}
 
 
 def steps(profile, binds, img=None, workdir=None):
@@ -137,7 +139,7 @@ def steps(profile, binds, img=None, workdir=None):
                         else f"copy of {b.src} (writable, in the tmpfs)" if b.copy
                         else f"{b.src} ({'rw' if b.rw else 'ro'},nosuid,nodev)") for b in group}
 
-    root_size = profile.get("rootfs", {}).get("size", 1 << 20)
+    root_size = profile.get("rootfs", {}).get("size", DEFAULTS["rootfs.size"])
     layers = rootfs.sources(img, len(held)) if img else []
     if len(held) + len(layers) > launch.MAX_SLOTS:
         raise ProfileError(f"{len(held)} bind sources" + (f" and {len(layers)} image layers" if layers else "")
@@ -174,7 +176,8 @@ def steps(profile, binds, img=None, workdir=None):
                      "key-users covered with an empty file",
              {"path": "/proc"}, [launch.proc("/proc")], HINTS),
         Step("dev", "minimal /dev: null zero full random urandom tty, private devpts, /dev/shm",
-             {"shm_size": profile.get("shm_size", 16 << 20)}, [launch.dev("/dev", profile.get("shm_size", 16 << 20))],
+             {"shm_size": profile.get("shm_size", DEFAULTS["shm_size"])},
+             [launch.dev("/dev", profile.get("shm_size", DEFAULTS["shm_size"]))],
              HINTS),
         Step("pivot_root", "root made read-only (an image root stays writable: its writes go to the throw-away "
                            "layer), then pivot_root into it and detach the host's tree (chroot only where "

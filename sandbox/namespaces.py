@@ -3,6 +3,7 @@ queues, and (network: none) a network with nothing but a loopback.  And the
 keyring, which no namespace covers: a fresh, empty session keyring, so the
 caller's keys do not reach the program."""
 from . import launch
+from .schema import DEFAULTS
 from .step import Step
 
 CLONE_NEWNS = 0x00020000      # used by the mount namespace step (mounts.py) and the overlay probe (rootfs.py)
@@ -12,8 +13,8 @@ CLONE_NEWNET = 0x40000000
 
 
 def step(profile):
-    hostname = profile.get("hostname", "sandbox")
-    network = profile.get("network", "none")
+    hostname = profile.get("hostname", DEFAULTS["hostname"])
+    network = profile.get("network", DEFAULTS["network"])
     flags = CLONE_NEWUTS | CLONE_NEWIPC
     ops = []
     if network == "none":

@@ -10,6 +10,7 @@ import os
 from . import limits as limits_mod
 from . import cgroup as cgroup_mod, hostids, launch, mounts, namespaces, privileges, rootfs, seccomp, userns
 from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError
+from .schema import DEFAULTS
 from .step import Step
 
 
@@ -116,7 +117,7 @@ def _program(profile, request, env, img=None):
                          "check the path (it is read from the host and bound read-only into the sandbox)",
                          exit_code=EXIT_NOT_FOUND)
     check_interpreter(profile, env, img)
-    inside = os.path.join(profile.get("script", {}).get("dir", "/box"), os.path.basename(script))
+    inside = os.path.join(profile.get("script", {}).get("dir", DEFAULTS["script.dir"]), os.path.basename(script))
     return script_argv(profile, inside, request.args), (script, inside)
 
 
@@ -173,7 +174,7 @@ def build(profile, request):
     policy = profile.get("seccomp") if request.seccomp is False else request.seccomp
     notify_ops, seccomp_step = seccomp.steps(policy)
     root_caller = hostids.caller_is_root()
-    inside_ids = _image_user(config) if img else ("caller", "caller")
+    inside_ids = _image_user(config) if img else (DEFAULTS["user.uid"], DEFAULTS["user.gid"])
     mount_steps = mounts.steps(profile, binds, img, cwd if request.keep_workdir else None)
     steps = (
         [cgroup_mod.step(delegation, effective, profile.get("cpuset")),

@@ -10,8 +10,9 @@ profile may insist on one with `rootfs.overlay: kernel|fuse`.
 import os
 import stat
 
-from . import launch
+from . import configfiles, launch
 from .errors import ProfileError, SetupError, UsageError
+from .schema import DEFAULTS
 from .step import Step
 
 BACKENDS = ("auto", "kernel", "fuse")
@@ -43,17 +44,16 @@ def resolve(profile, keep_changes=None):
                            where, "set binds: [] under rootfs, or extend a profile without rootfs binds")
     store = image_mod.Store()
     img = store.get(name, where)
-    backend = choose(rootfs.get("overlay", "auto"), where)
+    backend = choose(rootfs.get("overlay", DEFAULTS["rootfs.overlay"]), where)
     if keep_changes:
         _check_keep(keep_changes)
-    return ImageRoot(store, img, rootfs.get("writable_size") or 256 << 20, backend, keep_changes)
+    return ImageRoot(store, img, rootfs.get("writable_size") or DEFAULTS["rootfs.writable_size"], backend, keep_changes)
 
 
 # ------------------------------------------------------------------ backends
 
 def _probe_file():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "sandbox", f"overlay-probe-{os.uname().release}")
+    return configfiles.cache_path(f"overlay-probe-{os.uname().release}")
 
 
 def kernel_overlay_works():
@@ -86,12 +86,7 @@ def kernel_overlay_works():
     finally:
         os.close(null)
         shutil.rmtree(empty, ignore_errors=True)
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write("kernel overlayfs works\n" if works else "kernel overlayfs fails\n")
-    except OSError:
-        pass
+    configfiles.write_cache(path, b"kernel overlayfs works\n" if works else b"kernel overlayfs fails\n")
     return works
 
 

@@ -1,14 +1,15 @@
 """profile -> plan -> apply -> report, for one run.  This is `sandbox.run`."""
 import os
 
-from . import cgroup as cgroup_mod, launch, plan as plan_mod, profile as profile_mod, report, rootfs, stdio
+from . import cgroup as cgroup_mod, launch, plan as plan_mod, profile as profile_mod, report, rootfs, schema, stdio
+from .configfiles import unknown_keys
 from .errors import SetupError
 from .supervise import supervise
 
 
 def _limit_overrides(limits, where):
-    checks = profile_mod.SCHEMA["limits"]
-    profile_mod._unknown(limits or {}, checks, where)
+    checks = schema.SCHEMA["limits"]
+    unknown_keys(limits or {}, checks, where)
     return {key: checks[key](value, f"{where}.{key}") for key, value in (limits or {}).items()}
 
 
@@ -24,9 +25,9 @@ def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), 
     policy = seccomp_policy
     if seccomp is not None:
         policy = profile_mod.resolve_seccomp(seccomp, None, [])
-    parsed_binds = [profile_mod.parse_bind(b, "--bind", base=os.getcwd()) for b in binds]
+    parsed_binds = [schema.parse_bind(b, "--bind", base=os.getcwd()) for b in binds]
     if cwd is not None:
-        cwd = profile_mod._abs_path(cwd, "--cwd")
+        cwd = schema.abs_path(cwd, "--cwd")
     request = plan_mod.Request(argv=list(argv) if argv else None, script=script, args=args,
                                limits=_limit_overrides(limits, "limits"), binds=parsed_binds,
                                env=dict(env or {}), cwd=cwd, seccomp=policy, require_cgroup=require_cgroup,

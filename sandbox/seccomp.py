@@ -1,5 +1,6 @@
 """seccomp: the filter every program gets -- a policy (read from YAML by
-sandbox/seccomp_policy.py) behind the base layer, compiled to BPF (sandbox/bpf.py), cached.
+sandbox/seccomp_policy.py, which imports this module, never the other way round)
+behind the base layer, compiled to BPF (sandbox/bpf.py), cached.
 
 A policy is a default action and rules; each rule names syscalls, an action
 and optional argument conditions.  Actions:
@@ -29,6 +30,7 @@ import marshal
 import os
 import zlib
 
+from . import configfiles
 from .errors import ProfileError
 from .launch import ERR_FD, NOTIFY_FD    # what the program process uses after loading the filter
 
@@ -164,18 +166,10 @@ def known_syscalls():
     return names
 
 
-def resolve(ref, relative_to=None, where="seccomp"):
-    """A policy reference -> (canonical policy, files read): sandbox/seccomp_policy.py,
-    imported only when a policy file is read (not by a cached run)."""
-    from . import seccomp_policy
-    return seccomp_policy.resolve(ref, relative_to, where)
-
-
 # ------------------------------------------------------------------ compiling
 
 def _cache_dir():
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "sandbox", "seccomp")
+    return configfiles.cache_path("seccomp")
 
 
 def _program(policy, numbers):
@@ -218,11 +212,7 @@ def compiled(policy, known=None):
     known = known or (known_syscalls() if policy else BASE_NUMBERS)
     result = _program(policy, known)
     try:
-        os.makedirs(_cache_dir(), mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "wb") as f:
-            marshal.dump((key, lib, result), f)
-        os.replace(tmp, path)
+        configfiles.write_atomic(path, marshal.dumps((key, lib, result)))
         if policy:
             _save_names(known)
     except OSError:
@@ -246,8 +236,8 @@ def _save_names(known_x86_64):
             continue
         if name:
             i386[nr] = name.decode() if isinstance(name, bytes) else name
-    with open(_names_file(), "wb") as f:
-        marshal.dump({"x86_64": {nr: n for n, nr in known_x86_64.items()}, "i386": i386}, f)
+    configfiles.write_atomic(_names_file(), marshal.dumps({"x86_64": {nr: n for n, nr in known_x86_64.items()},
+                                                            "i386": i386}))
 
 
 def syscall_name(nr, arch):

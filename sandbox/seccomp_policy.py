@@ -3,14 +3,16 @@ compiles.  Reading checks everything a filter could not honour, so that a
 policy that resolves also loads: values and names (ASCII only, bounded in
 messages), contradictions inside one file, kill rules that init could not tell
 from logs, the rule count, the file size and, by compiling it, the kernel's
-4096-instruction limit."""
+4096-instruction limit.  Finding files and walking `extends` is
+sandbox/configfiles.py's, the same for policies as for profiles."""
 import errno as errno_mod
 import os
 
+from . import configfiles
+from .configfiles import POLICY, unknown_keys
 from .errors import ProfileError, did_you_mean, shorten
 from .seccomp import KILL, LOW32, compiled, known_syscalls
 
-POLICY_DIR = "seccomp"            # inside the built-in profiles directory
 MAX_EXPANSION = 512               # rules one rule's conditions may expand to
 MAX_RULES = 4096                  # rules a policy may expand to: each costs at least one of the kernel's 4096 instructions
 MAX_FILE_BYTES = 256 << 10        # a policy file: 4096 rules fit; parsing more would take seconds for nothing
@@ -141,8 +143,7 @@ def _argument(key, where):
 def _rule(raw, where, known):
     if not isinstance(raw, dict):
         _fail(where, f"a rule is a mapping, got {shorten(raw)}", "write {syscall: NAME, action: ACTION}")
-    from . import profile as profile_mod
-    profile_mod._unknown(raw, ("syscall", "syscalls", "action", "when"), where)
+    unknown_keys(raw, ("syscall", "syscalls", "action", "when"), where)
     if ("syscall" in raw) == ("syscalls" in raw):
         _fail(where, "a rule needs exactly one of syscall or syscalls", "write syscall: NAME or syscalls: [A, B]")
     if "syscall" in raw:
@@ -164,49 +165,6 @@ def _rule(raw, where, known):
         if len(combos) > MAX_EXPANSION:
             _fail(f"{where}.when", f"the conditions expand to more than {MAX_EXPANSION} rules", "use fewer values")
     return [(name, action, combo) for name in names for combo in combos]
-
-
-def locate(ref, relative_to, where):
-    from . import profile as profile_mod
-    if profile_mod.is_path(ref):
-        path = os.path.abspath(os.path.join(relative_to or ".", ref))
-        if not os.path.isfile(path):
-            _fail(where, f"seccomp policy file {shorten(path)} does not exist",
-                  "check the path, or use a built-in policy name")
-        return path
-    path = os.path.join(profile_mod.builtin_dir(), POLICY_DIR, ref + ".yaml")
-    if not os.path.isfile(path):
-        d = os.path.join(profile_mod.builtin_dir(), POLICY_DIR)
-        names = sorted(f[:-5] for f in os.listdir(d) if f.endswith(".yaml")) if os.path.isdir(d) else []
-        close = did_you_mean(ref, names)
-        _fail(where, f"no built-in seccomp policy named {shorten(ref)}",
-              (close + " " if close else "") + f"built-in policies: {', '.join(names)}; or none, or a path")
-    return path
-
-
-def _duplicate_key(path):
-    """(line, key) of the first key given twice in one mapping, or None.  YAML keeps
-    the last of the two silently, so `when: {arg0: 1, arg0: 2}` would test one value.
-    Walks the composed nodes once each: aliases are not expanded."""
-    import yaml
-    with open(path, encoding="utf-8") as f:
-        todo, seen = [yaml.compose(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))], set()
-    while todo:
-        node = todo.pop()
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            keys = set()
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode):
-                    if key.value in keys:
-                        return key.start_mark.line + 1, key.value
-                    keys.add(key.value)
-                todo += [key, value]
-        elif isinstance(node, yaml.SequenceNode):
-            todo += node.value
-    return None
 
 
 def _action_text(action):
@@ -267,21 +225,14 @@ def _check_notifications(rules, origins, default):
 def _layer(path, known, count):
     """One policy file -> ({"default"?, "rules", "origins", "remove"}, rules counted so
     far, raw mapping), everything in it checked."""
-    from . import profile as profile_mod
     name, size = os.path.basename(path), os.stat(path).st_size
     if size > MAX_FILE_BYTES:
         _fail(name, f"the policy file is {size} bytes, more than {MAX_FILE_BYTES}: more rules than "
               "the kernel's 4096-instruction filter can hold", "merge rules into syscalls: [...] lists, or use "
               "an allow-list")
-    raw = profile_mod._read_yaml(path)
-    if not isinstance(raw, dict):
-        _fail(name, f"a policy must be a mapping, got {type(raw).__name__}", "write KEY: VALUE lines")
-    twice = _duplicate_key(path)
-    if twice:
-        _fail(f"{name}:{twice[0]}", f"the key {shorten(twice[1], 40)} is given twice in one mapping",
-              "keep one of them (YAML would silently use the last)")
+    raw = configfiles.read_mapping(path, POLICY)     # duplicate keys refused there, both lines named
     try:
-        profile_mod._unknown(raw, ("description", "extends", "default_action", "rules", "remove"), None)
+        unknown_keys(raw, ("description", "extends", "default_action", "rules", "remove"), None)
     except ProfileError as e:
         e.where = f"{name}: {e.where}"
         raise
@@ -316,22 +267,13 @@ def resolve(ref, relative_to=None, where="seccomp"):
     is plain data (marshal-able): {"name", "default", "rules": [(syscall, action,
     comparisons)]}, rules in the order the filter tries them: a child policy's
     first, so that the child wins where both say something about a call."""
-    from . import profile as profile_mod
-    known = known_syscalls()
-    chain, files, layers, count = [], [], [], 0
-    path = locate(ref, relative_to, where)
-    while True:
-        if path in chain:
-            _fail(f"{os.path.basename(path)}: extends", "extends forms a cycle: "
-                  + " -> ".join(os.path.basename(p) for p in chain + [path]), "remove one of the extends keys")
-        chain.append(path)
-        st = os.stat(path)
-        files.append((path, st.st_mtime_ns, st.st_size))
+    known, count = known_syscalls(), 0
+
+    def read(path):                                    # one file; the rule count runs across the chain
+        nonlocal count
         layer, count, raw = _layer(path, known, count)
-        layers.append(layer)
-        if "extends" not in raw:
-            break
-        path = locate(raw["extends"], os.path.dirname(path), f"{os.path.basename(path)}: extends")
+        return layer, raw.get("extends")
+    layers, chain, files = configfiles.chain(ref, POLICY, where, read, relative_to)
     default, rules, origins = None, [], []
     for layer in reversed(layers):                     # base first; each layer's rules go before what it extends
         kept = [i for i, r in enumerate(rules) if r[0] not in layer["remove"]]
@@ -343,7 +285,7 @@ def resolve(ref, relative_to=None, where="seccomp"):
               "add default_action: allow (a deny-list) or default_action: kill (an allow-list)")
     rules, origins = _reachable(rules, origins)
     _check_notifications(rules, origins, default)
-    display = ref if not profile_mod.is_path(ref) else os.path.basename(chain[0])
+    display = ref if not configfiles.is_path(ref) else os.path.basename(chain[0])
     policy = {"name": display, "default": default, "rules": rules}
     compiled(policy, known)                            # what cannot load is refused now, not when a run starts
     return policy, files

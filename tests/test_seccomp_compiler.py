@@ -6,7 +6,7 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from sandbox import bpf, seccomp
+from sandbox import bpf, seccomp, seccomp_policy
 from sandbox.errors import SandboxError
 
 X86_64, I386 = 0xC000003E, 0x40000003
@@ -97,7 +97,7 @@ def test_long_blocks_get_trampolines():
 @pytest.mark.parametrize("policy", [None, "default", "judge-strict"])
 def test_built_in_filters_put_the_launcher_and_the_base_layer_first(policy, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    resolved = seccomp.resolve(policy)[0] if policy else None
+    resolved = seccomp_policy.resolve(policy)[0] if policy else None
     program = seccomp.compiled(resolved)[0]
     n = seccomp.BASE_NUMBERS
     notify, allow = bpf.RET_USER_NOTIF, bpf.RET_ALLOW
@@ -126,17 +126,17 @@ def test_a_policy_too_large_for_the_kernel_is_refused_before_a_run(tmp_path, mon
     rules = "".join(f"  - {{syscall: ioctl, action: errno EPERM, when: {{arg1: {i}, arg2: {{ge: {i}}}}}}}\n"
                     for i in range(700))
     with pytest.raises(SandboxError) as e:
-        seccomp.resolve(write(tmp_path, "default_action: allow\nrules:\n" + rules))
+        seccomp_policy.resolve(write(tmp_path, "default_action: allow\nrules:\n" + rules))
     assert "BPF instructions; the kernel loads at most 4096" in str(e.value) and e.value.fix
     values = ", ".join(map(str, range(500)))
     rules = "".join(f"  - {{syscall: ioctl, action: errno EPERM, when: {{arg{i % 6}: {{in: [{values}]}}}}}}\n"
                     for i in range(10))
     with pytest.raises(SandboxError) as e:
-        seccomp.resolve(write(tmp_path, "default_action: allow\nrules:\n" + rules))
+        seccomp_policy.resolve(write(tmp_path, "default_action: allow\nrules:\n" + rules))
     assert "pol.yaml: rules: the policy expands to more than 4096 rules (at rules[8])" in str(e.value), e.value
     rules = "".join(f"  - {{syscall: ioctl, action: errno EPERM, when: {{arg1: {i}}}}}\n" for i in range(5000))
     with pytest.raises(SandboxError) as e:
-        seccomp.resolve(write(tmp_path, "default_action: allow\nrules:\n" + rules))
+        seccomp_policy.resolve(write(tmp_path, "default_action: allow\nrules:\n" + rules))
     assert "pol.yaml: the policy file is" in str(e.value) and e.value.fix
 
 
@@ -205,7 +205,7 @@ def test_fuzzed_policies_are_ok_or_a_clear_error(tmp_path, monkeypatch, raw, mut
         text = "default_action: allow\nrules: [{syscall: socket, action: kill, when: {arg0: 1, arg0: 2}}]\n" + text
     path = write(tmp_path, text)
     try:
-        policy, _ = seccomp.resolve(path)
+        policy, _ = seccomp_policy.resolve(path)
     except SandboxError as e:
         assert_clear(e)
     else:

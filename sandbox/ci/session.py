@@ -12,6 +12,7 @@ import sys
 
 import pytest
 
+from ..schema import DEFAULTS
 from . import box
 from .replay import LIMIT_STATUSES, Replayer, figures
 
@@ -87,7 +88,7 @@ class Controller:
         hosts = os.path.join(self.scratch, "hosts")
         with open(hosts, "w") as f:
             f.write("127.0.0.1 localhost\n::1 localhost ip6-localhost\n"
-                    f"127.0.1.1 {self.profile.get('hostname') or 'sandbox'}\n")
+                    f"127.0.1.1 {self.profile.get('hostname') or DEFAULTS['hostname']}\n")
         os.chmod(hosts, 0o644)
         self.binds.append({"src": hosts, "dst": "/etc/hosts", "rw": False})
         inifile = str(config.inipath) if config.inipath else None

@@ -376,3 +376,131 @@ def test_many_over_two_workers_with_a_kill_end_as_on_one_worker(cluster):
     assert second.proc.poll() is None
     for token in tokens:
         assert stored_results(cluster, token) == 1
+
+
+# ------------------------------------------------------------------ retries: the infrastructure's only
+
+def test_infrastructure_failure_is_retried_three_times_then_internal_error(cluster, user):
+    """A worker whose Python is missing (its own language table says so) fails each attempt with
+    status 13: that is retried, 3 attempts in all, then status 13 with the reason."""
+    import yaml
+    from sandbox.service import languages
+    with open(languages.default_path()) as f:
+        table = yaml.safe_load(f)
+    for entry in table:
+        if entry["id"] == 71:
+            entry["run"]["argv"] = ["/nonexistent/python3"]
+    path = os.path.join(cluster.data, "languages.yaml")
+    with open(path, "w") as f:
+        yaml.safe_dump(table, f)
+    os.chmod(path, 0o644)
+    api = cluster.api()
+    cluster.worker("--languages", path)
+    token = submit(api, *PROGRAMS["AC"][:1], **PROGRAMS["AC"][1])
+    sub = api.judged(token)
+    assert sub["status"]["id"] == 13
+    assert sub["message"].startswith("given up after 3 attempts; the last: ") and "not available" in sub["message"]
+    assert cluster.one("SELECT attempts, failed FROM submissions WHERE token = %s", (token,)) == (3, True)
+    assert [r["failed"] for r in api.http.get("/workers").json() if r["queue"] == "python"] == [1]
+
+
+def test_a_submission_whose_workers_keep_dying_is_given_up_with_the_reason(cluster):
+    """Three attempts whose workers died (leases expired): the sweeper re-sends it, the next claim
+    is the fourth, and that is status 13 naming the last worker that died, not a fourth run."""
+    api = cluster.api()
+    token = submit(api, *PROGRAMS["AC"][:1], **PROGRAMS["AC"][1])
+    cluster.one("UPDATE submissions SET state = 'running', attempts = 3, worker = 'gone:1', "
+                "lease_until = now() - interval '1 second' WHERE token = %s RETURNING 1", (token,))
+    cluster.worker()
+    sub = api.judged(token)
+    assert sub["status"]["id"] == 13
+    assert "given up after 3 attempts; the last: worker gone:1 stopped while running it" in sub["message"]
+    assert stored_results(cluster, token) == 1
+
+
+def test_user_verdicts_are_final_on_the_first_attempt(cluster):
+    api = cluster.api()
+    cluster.worker()
+    tokens = {name: submit(api, src, **f) for name, (src, f) in PROGRAMS.items()}
+    assert {name: api.judged(t)["status"]["id"] for name, t in tokens.items()} == \
+        {"AC": 3, "WA": 4, "TLE": 5, "RE": 11}
+    assert {r[0] for r in cluster.all("SELECT attempts FROM submissions")} == {1}
+
+
+# ------------------------------------------------------------------ callbacks, draining, the embedded mode over PostgreSQL
+
+def test_callback_is_sent_by_the_worker_with_retries(cluster):
+    """The worker that finishes a submission PUTs it to callback_url; a refused PUT is tried again."""
+    import base64
+    import http.server
+    import json
+    import threading
+    got = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(500 if len(got) == 1 else 200)       # the first try fails
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    try:
+        api = cluster.api("--allow-callback", "127.0.0.1")
+        cluster.worker("--allow-callback", "127.0.0.1")
+        url = f"http://127.0.0.1:{receiver.server_port}/done"
+        token = submit(api, "print('called')", callback_url=url)
+        api.judged(token)
+        _wait("two PUTs", lambda: len(got) >= 2)
+        assert [b["token"] for b in got] == [token, token] and got[1]["status"]["id"] == 3
+        assert base64.b64decode(got[1]["stdout"]) == b"called\n"
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+def test_a_drained_worker_finishes_its_job_and_leaves(cluster):
+    """SIGTERM (systemctl stop): the job in hand finishes on its first attempt, the worker exits 0
+    and leaves /api/v1/workers; what it had not started waits for another worker."""
+    api = cluster.api()
+    w = cluster.worker()
+    running = submit(api, SLOW, stdin="5", cpu_time_limit=15, wall_time_limit=20)
+    waiting = submit(api, *PROGRAMS["AC"][:1], **PROGRAMS["AC"][1])
+    _wait("it runs", lambda: cluster.one("SELECT 1 FROM submissions WHERE token = %s AND state = 'running'",
+                                         (running,)))
+    w.stop(signal.SIGTERM)
+    assert w.proc.returncode == 0, w.log()
+    assert cluster.one("SELECT state, attempts FROM submissions WHERE token = %s", (running,)) == ("done", 1)
+    assert cluster.one("SELECT state FROM submissions WHERE token = %s", (waiting,)) == ("queued",)
+    assert api.http.get("/api/v1/workers").json()["workers"] == []
+    assert api.judged(running)["stdout"] == "10\n"
+    cluster.worker()
+    assert api.judged(waiting)["status"]["id"] == 3
+
+
+def test_embedded_server_over_postgresql(cluster):
+    """--database postgresql:// without --broker: the embedded server's threads, rows in PostgreSQL."""
+    api = Server(cluster.user, cluster.data, "--database", cluster.database, workers=1)
+    api.start = Api.start.__get__(api)
+    api.port = free_port()
+    cluster.apis.append(api)
+    api.start()
+    assert api.judged(submit(api, *PROGRAMS["WA"][:1], **PROGRAMS["WA"][1]))["status"]["id"] == 4
+    assert api.http.get("/workers").json()[0]["queue"] == "sandbox"
+
+
+@pytest.mark.parametrize("argv, where", [
+    (["worker", "--broker", "redis://127.0.0.1:1/0"], "--database"),
+    (["worker", "--database", "postgresql://u@127.0.0.1:1/db"], "--broker"),
+    (["worker", "--database", "postgresql://u@127.0.0.1:1/db", "--broker", "redis://127.0.0.1:1/0",
+      "--heartbeat", "2", "--lease", "3"], "--lease"),
+    (["serve", "--broker", "redis://127.0.0.1:1/0"], "--database"),
+    (["serve", "--sweep-interval", "1"], "--broker"),
+])
+def test_bad_options_say_which_and_how_to_fix(user, argv, where):
+    r = user.run([SANDBOX, *argv], env={"SANDBOX_DATABASE": "", "SANDBOX_BROKER": ""})
+    err = r.stderr.decode()
+    assert r.returncode == 125 and where in err and "Traceback" not in err, err

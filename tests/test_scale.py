@@ -504,3 +504,21 @@ def test_bad_options_say_which_and_how_to_fix(user, argv, where):
     r = user.run([SANDBOX, *argv], env={"SANDBOX_DATABASE": "", "SANDBOX_BROKER": ""})
     err = r.stderr.decode()
     assert r.returncode == 125 and where in err and "Traceback" not in err, err
+
+
+def test_worker_processes_are_supervised_restarted_and_drained(cluster):
+    """--processes 2: two Dramatiq processes (one workers row each); one that dies is replaced;
+    SIGTERM to the supervisor drains them all."""
+    api = cluster.api()
+    w = Worker(cluster.user, cluster.data, cluster.database, cluster.redis.url, "--processes", "2")
+    cluster.workers.append(w)
+    w.start()
+    pids = lambda: {r[0] for r in cluster.all("SELECT pid FROM workers")}     # noqa: E731
+    first = _wait("two processes beat", lambda: pids() if len(pids()) == 2 else None, proc=w.proc, log=w.log)
+    assert w.proc.pid not in first
+    os.kill(min(first), signal.SIGKILL)
+    _wait("a replacement beats", lambda: len(pids() - first) == 1, proc=w.proc, log=w.log)
+    assert api.judged(submit(api, *PROGRAMS["AC"][:1], **PROGRAMS["AC"][1]))["status"]["id"] == 3
+    w.stop(signal.SIGTERM)
+    assert w.proc.returncode == 0, w.log()
+    assert pids() == {min(first)}       # the killed one's row ages out; the drained ones are gone

@@ -97,6 +97,13 @@ def supervise(args, argv):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Under a delegated cgroup (the unit's Delegate=yes) a process left in the subtree's root would
+    # keep every child's runs from getting cgroups (no processes in an inner cgroup): the
+    # supervisor moves into the leaf a runner would use, and its children are born there.
+    from .. import cgroup
+    delegation = cgroup.discover()
+    if delegation:
+        cgroup.enable(delegation)
     print(f"sandbox worker: {args.processes} processes", file=sys.stderr, flush=True)
     for i in range(args.processes):
         children[i] = subprocess.Popen(child_argv)
@@ -157,7 +164,10 @@ class Process:
         self.render = lambda row: judge0.render(row, judge0.DEFAULT_FIELDS, True, self.table)
         self.sender = Sender(cfg["callbacks_max_tries"], cfg["callbacks_timeout"]) if self.args.allow_callback \
             else None
-        tempfile.tempdir = self.scratch = tempfile.mkdtemp(prefix=f"sandbox-worker-{os.getpid()}-")
+        # As serve's: DATA/tmp/PID-..., and a killed worker's is removed by the next start here.
+        from .cli import _scratch
+        from .config import data_dir
+        tempfile.tempdir = self.scratch = _scratch(data_dir())
         from dramatiq import Worker
         broker, self.actors = dist.connect(self.args.broker, self.table, self.judge)
         worker = Worker(broker, queues=set(self.queues), worker_threads=1)

@@ -425,6 +425,14 @@ def test_user_verdicts_are_final_on_the_first_attempt(cluster):
     assert {name: api.judged(t)["status"]["id"] for name, t in tokens.items()} == \
         {"AC": 3, "WA": 4, "TLE": 5, "RE": 11}
     assert {r[0] for r in cluster.all("SELECT attempts FROM submissions")} == {1}
+    # wait=true across machines, and the /api/v1 surface: judged by the worker too
+    r = api.submit({"wait": "true"}, source_code=PROGRAMS["WA"][0], language_id=71, **PROGRAMS["WA"][1])
+    assert r.status_code == 201 and r.json()["status"]["id"] == 4, r.text
+    r = api.http.post("/api/v1/submissions", json={"language": "python", "source": PROGRAMS["AC"][0], "wait": True,
+                                                   "tests": [{"stdin": "1 2", "expected": "3"}]})
+    assert r.status_code == 201 and r.json()["verdict"] == "AC", r.text
+    r = api.http.post("/api/v1/run", json={"language": "python", "source": "print(1)"})
+    assert r.status_code == 501 and "API only" in r.json()["error"], r.text
 
 
 # ------------------------------------------------------------------ callbacks, draining, the embedded mode over PostgreSQL

@@ -129,8 +129,12 @@ def create(state):
 
     @app.exception_handler(Unavailable)
     async def unavailable(request, e):
-        """PostgreSQL is unreachable for a while: nothing is lost, the client tries again."""
-        return JSONResponse({"error": f"service unavailable: {e}", "fix": "retry after Retry-After seconds"},
+        """PostgreSQL is unreachable for a while: nothing is lost, the client tries again.  (Which
+        host and why is the operator's business: the log has it, the client gets no address.)"""
+        import sys
+        print(f"sandbox serve: {request.method} {request.url.path}: {e}", file=sys.stderr, flush=True)
+        return JSONResponse({"error": "service unavailable: the database is unreachable",
+                             "fix": "retry after Retry-After seconds"},
                             status_code=503, headers={"Retry-After": str(state.storage.RETRY_AFTER)})
 
     @app.exception_handler(Exception)

@@ -78,7 +78,7 @@ class PgStorage(Storage):
     def __init__(self, url, queue_of):
         """queue_of(kind, request) -> the queue a new submission goes to."""
         import psycopg
-        self._psycopg, self.url, self.queue_of, self.path = psycopg, url, queue_of, url
+        self._psycopg, self.url, self.queue_of = psycopg, url, queue_of
         self._lock = threading.RLock()
         self._db = None
         with self._lock:

@@ -196,6 +196,7 @@ class Process:
     def _beat(self):
         import psutil
         psutil.cpu_percent()        # the first call only starts the measurement
+        failing = False
         while True:
             current = self.current
             load = {"cpu_percent": psutil.cpu_percent(), "load_average": list(os.getloadavg()),
@@ -205,8 +206,13 @@ class Process:
                     self.storage.renew(current[0], current[1], self.args.lease)
                 self.storage.heartbeat(self.id, self.host, os.getpid(), self.queues,
                                        current[0] if current else None, load)
+                if failing:
+                    self.log("heartbeats resumed")
+                failing = False
             except Exception as e:      # the database is down: the job waits for it, beats resume after
-                self.log(f"heartbeat failed: {e}")
+                if not failing:
+                    self.log(f"heartbeat failed: {e}")
+                failing = True
             if self.stopping.wait(self.args.heartbeat) and self.current is None:
                 return
 

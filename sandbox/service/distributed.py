@@ -14,7 +14,8 @@ Recovery settings (README "Several machines" has the bound they give):
     worker --lease 10 s      a running job whose lease is not renewed for this long is its dead worker's
     serve --sweep-interval 5 s   the sweeper's period: expired leases back to the queue, re-sent
     serve --requeue-after 300 s  a queued submission nobody claimed for this long is sent again
-                                 (a message lost with Redis); a duplicate costs a refused claim
+                                 (a message lost with Redis) if a live worker serves its queue;
+                                 a duplicate costs a refused claim
 Dramatiq's own: heartbeat_timeout 30 s, maintenance_chance 10,000 per million (its redelivery is
 a second path, slower than the sweeper; the reference's settings), prefetch 1, one thread per process.
 """
@@ -185,9 +186,12 @@ class Dispatcher:
         from .pgstore import Unavailable
         while not self._stop.wait(self.sweep_interval):
             try:
-                pairs = self.storage.sweep(self.requeue_after)
+                pairs = self.storage.sweep(self.requeue_after, HEARTBEAT * DEAD_AFTER_BEATS)
             except Unavailable:
                 continue            # the database is back when it is back; nothing is lost meanwhile
+            except Exception as e:  # a bug of ours must not end the sweeping for good: said, and retried
+                self.log(f"sweeper: internal error: {type(e).__name__}: {e}")
+                continue
             if pairs:
                 self.log(f"sweeper: re-sending {len(pairs)} submission(s): {', '.join(t for t, _ in pairs[:5])}"
                          f"{' ...' if len(pairs) > 5 else ''}")
@@ -204,6 +208,9 @@ class Dispatcher:
             try:
                 rows = self.storage.get_many(tokens)
             except Unavailable:
+                continue
+            except Exception as e:  # as the sweeper's
+                self.log(f"wait=true: internal error: {type(e).__name__}: {e}")
                 continue
             for token, row in zip(tokens, rows):
                 if row is None or row["state"] == "done":

@@ -105,7 +105,7 @@ class PgStorage(Storage):
     def _execute(self, sql, args=()):
         db = self._connection()
         try:
-            return db.execute(sql.replace("?", "%s"), args)
+            return db.execute(sql.replace("%", "%%").replace("?", "%s"), args)
         except (self._psycopg.OperationalError, self._psycopg.InterfaceError) as e:
             self._drop()
             raise Unavailable(f"the database is unreachable: {_first_line(e)}") from None
@@ -203,10 +203,12 @@ class PgStorage(Storage):
                 f"SELECT token, queue FROM submissions WHERE token IN ({','.join('?' * len(tokens))}) "
                 "ORDER BY seq", tokens).fetchall()]
 
-    def sweep(self, requeue_after):
+    def sweep(self, requeue_after, dead_after):
         """The sweeper's pass: running submissions whose lease expired go back to the queue, and
-        queued ones nobody claimed for requeue_after seconds are marked sent again.  [(token, queue)]
-        to send."""
+        queued ones nobody claimed for requeue_after seconds are marked sent again, if a live worker
+        serves their queue (else the message is waiting, not lost, and re-sending it would only pile
+        up duplicates; once a worker comes, requeue_after later it is sent if it was lost).
+        [(token, queue)] to send."""
         with self._lock:
             return [(r["token"], r["queue"]) for r in self._execute(
                 "UPDATE submissions SET "
@@ -214,8 +216,10 @@ class PgStorage(Storage):
                 "   ' stopped while running it (its lease expired)' ELSE last_error END, "
                 " state = 'queued', sent_at = now(), lease_until = NULL "
                 "WHERE (state = 'running' AND lease_until < now()) "
-                "   OR (state = 'queued' AND sent_at < now() - make_interval(secs => ?)) RETURNING token, queue",
-                (float(requeue_after),)).fetchall()]
+                "   OR (state = 'queued' AND sent_at < now() - make_interval(secs => ?) AND EXISTS ("
+                "       SELECT 1 FROM workers w WHERE w.beat_at >= now() - make_interval(secs => ?) "
+                "       AND ',' || w.queues || ',' LIKE '%,' || submissions.queue || ',%')) "
+                "RETURNING token, queue", (float(requeue_after), float(dead_after))).fetchall()]
 
     def heartbeat(self, worker, host, pid, queues, current, load):
         with self._lock:

@@ -509,6 +509,10 @@ def test_embedded_server_over_postgresql(cluster):
       "--heartbeat", "2", "--lease", "3"], "--lease"),
     (["serve", "--broker", "redis://127.0.0.1:1/0"], "--database"),
     (["serve", "--sweep-interval", "1"], "--broker"),
+    (["worker", "--database", "postgresql://u@127.0.0.1:1/db?nosuch=1", "--broker", "redis://127.0.0.1:1/0"],
+     "--database"),
+    (["worker", "--database", "postgresql://u@127.0.0.1:1/db", "--broker", "redis://127.0.0.1:1/0",
+      "--queues", "cobol"], "--queues"),
 ])
 def test_bad_options_say_which_and_how_to_fix(user, argv, where):
     r = user.run([SANDBOX, *argv], env={"SANDBOX_DATABASE": "", "SANDBOX_BROKER": ""})

@@ -92,6 +92,10 @@ def serve(args):
         except OSError as e:
             raise UsageError(f"cannot create the database {settings.database}: {e.strerror}", "--database",
                              "give a path in a directory you can write") from None
+    actors = None
+    if args.broker:             # before anything is written: a bad URL is refused with nothing left behind
+        from . import distributed
+        _, actors = distributed.connect(args.broker, table)
     scratch = _scratch(settings.data_dir)
     tempfile.tempdir = scratch
     cfg = settings.judge0
@@ -107,8 +111,6 @@ def serve(args):
             sender.send(row["request"]["callback_url"], judge0.render(row, judge0.DEFAULT_FIELDS, True, table))
 
     if args.broker:     # API only: the workers judge, and send the callbacks
-        from . import distributed
-        _, actors = distributed.connect(args.broker, table)
         pool = distributed.Dispatcher(storage, actors, args.sweep_interval or distributed.SWEEP,
                                       args.requeue_after or distributed.REQUEUE_AFTER)
     else:
@@ -120,6 +122,7 @@ def serve(args):
     listener = _listen(args.host, args.port)        # a port in use is our error (125), not uvicorn's exit 1
     pool.start()
     offered = ", ".join(f"{lang.id}" for lang in table.values() if not lang.unavailable)
+    from .pgstore import redact as _redact
     judging = f"API only, broker {_redact(args.broker)}" if args.broker else f"{settings.workers} workers"
     print(f"sandbox serve: listening on http://{_url_host(args.host)}:{args.port} ({judging}, "
           f"database {_redact(settings.database)}; languages {offered})", file=sys.stderr, flush=True)
@@ -154,29 +157,9 @@ def serve(args):
 
 
 def _postgres(url, table):
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        raise UsageError("a postgresql:// database needs psycopg", "--database",
-                         "pip install 'sandbox[service]'") from None
     from .distributed import queue_for
-    from .pgstore import PgStorage, Unavailable
-    try:
-        return PgStorage(url, queue_for(table))
-    except Unavailable as e:
-        raise UsageError(f"{e} ({_redact(url)})", "--database", "start PostgreSQL, or fix the URL") from None
-    except Exception as e:      # a malformed URL, a refused login, a missing database: psycopg says which
-        raise UsageError(f"cannot open {_redact(url)}: {str(e).strip()}", "--database",
-                         "fix the URL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB") from None
-
-
-def _redact(url):
-    """A URL fit for a log: its password replaced."""
-    from urllib.parse import urlsplit
-    parts = urlsplit(url or "")
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
+    from .pgstore import open_storage
+    return open_storage(url, queue_for(table))
 
 
 def _scratch(data_dir):

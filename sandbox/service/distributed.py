@@ -72,8 +72,12 @@ def connect(url, table, judge=None):
     worker; the API only sends, so there it is never called."""
     import dramatiq
     from dramatiq.brokers.redis import RedisBroker
-    broker = RedisBroker(url=url, heartbeat_timeout=30_000, maintenance_chance=10_000,
-                         dead_message_ttl=7 * 86_400_000)
+    from ..errors import UsageError
+    try:
+        broker = RedisBroker(url=url, heartbeat_timeout=30_000, maintenance_chance=10_000,
+                             dead_message_ttl=7 * 86_400_000)
+    except ValueError as e:     # redis-py parses the URL here (connecting comes later, and is retried)
+        raise UsageError(f"bad broker URL: {e}", "--broker", "give redis://[:PASSWORD@]HOST[:PORT]/DB") from None
     dramatiq.set_broker(broker)
     body = judge or _never
     actors = {}

@@ -262,5 +262,41 @@ class PgStorage(Storage):
             return self._execute("SELECT count(*) AS n FROM submissions WHERE state = 'queued'").fetchone()["n"]
 
 
+def open_storage(url, queue_of, waiting=None):
+    """PgStorage(url) or a UsageError naming --database.  An unreachable database is an error at
+    once, or, with waiting(message) (a worker), waited for: said once, tried every second."""
+    import time
+    from ..errors import UsageError
+    try:
+        import psycopg
+    except ImportError:
+        raise UsageError("a postgresql:// database needs psycopg", "--database",
+                         "pip install 'sandbox[service]'") from None
+    said = False
+    while True:
+        try:
+            return PgStorage(url, queue_of)
+        except Unavailable as e:
+            if waiting is None:
+                raise UsageError(f"{e} ({redact(url)})", "--database", "start PostgreSQL, or fix the URL") from None
+            if not said:
+                waiting(f"{e}; waiting for it")
+                said = True
+            time.sleep(1)
+        except (psycopg.Error, ValueError) as e:    # a malformed URL, a refused query: psycopg says which
+            raise UsageError(f"cannot open {redact(url)}: {_first_line(e)}", "--database",
+                             "fix the URL: postgresql://USER[:PASSWORD]@HOST[:PORT]/DB") from None
+
+
+def redact(url):
+    """A URL fit for a log: its password replaced."""
+    from urllib.parse import urlsplit
+    try:
+        password = urlsplit(url or "").password
+    except ValueError:
+        return url
+    return url.replace(f":{password}@", ":***@", 1) if password else url
+
+
 def _first_line(e):
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -104,11 +104,19 @@ def supervise(args, argv):
     delegation = cgroup.discover()
     if delegation:
         cgroup.enable(delegation)
+    _check_setup(args)
     print(f"sandbox worker: {args.processes} processes", file=sys.stderr, flush=True)
     for i in range(args.processes):
         children[i] = subprocess.Popen(child_argv)
     while True:
         for i, p in list(children.items()):
+            if p.poll() == EXIT_SANDBOX and not stopping:     # a setup error: another start fails alike
+                print(f"sandbox worker: process {p.pid} could not start (exit {EXIT_SANDBOX}); stopping",
+                      file=sys.stderr, flush=True)
+                stop(signal.SIGTERM, None)
+                for q in children.values():
+                    q.wait()
+                return EXIT_SANDBOX
             if p.poll() is not None and not stopping:
                 print(f"sandbox worker: process {p.pid} exited {p.returncode}; starting another", file=sys.stderr,
                       flush=True)
@@ -117,6 +125,19 @@ def supervise(args, argv):
         if stopping and all(p.poll() is not None for p in children.values()):
             return 130 if signal.SIGINT in stopping else 0
         time.sleep(0.2)
+
+
+def _check_setup(args):
+    """What each child would refuse, refused once here: the language table, --queues, the broker
+    URL, the database URL (an unreachable database is waited for, as a child would)."""
+    from . import languages
+    from .pgstore import open_storage
+    table = languages.load(args.languages)
+    if args.queues:
+        dist.resolve_queues(args.queues.split(","), table)
+    dist.connect(args.broker, table)
+    open_storage(args.database, dist.queue_for(table), waiting=lambda text: print(
+        f"sandbox worker: {text}", file=sys.stderr, flush=True)).close()
 
 
 def _without_processes(argv):
@@ -149,14 +170,13 @@ class Process:
         from . import judge0, languages, native
         from .callbacks import Sender
         from .config import JUDGE0, load_overrides
-        from .pgstore import PgStorage
+        from .pgstore import open_storage
         cfg = dict(JUDGE0, **(load_overrides(self.args.config) if self.args.config else {}))
         self.table = languages.load(self.args.languages)
         available = [lang for lang in self.table.values() if not lang.unavailable]
         self.queues = dist.resolve_queues(self.args.queues.split(","), self.table) if self.args.queues else \
             sorted({dist.queue_name(lang) for lang in available})
-        self.storage = dist.waiting_for_database(lambda: PgStorage(self.args.database, dist.queue_for(self.table)),
-                                                 self.log)
+        self.storage = open_storage(self.args.database, dist.queue_for(self.table), waiting=self.log)
         self.handlers = {"judge0": lambda req: judge0.process(req, self.table, cfg),
                          "native": lambda req: native.process(req, self.table)}
         self.internal = lambda kind, reason: judge0.internal_error(reason) if kind == "judge0" \
@@ -164,12 +184,12 @@ class Process:
         self.render = lambda row: judge0.render(row, judge0.DEFAULT_FIELDS, True, self.table)
         self.sender = Sender(cfg["callbacks_max_tries"], cfg["callbacks_timeout"]) if self.args.allow_callback \
             else None
+        from dramatiq import Worker
+        broker, self.actors = dist.connect(self.args.broker, self.table, self.judge)
         # As serve's: DATA/tmp/PID-..., and a killed worker's is removed by the next start here.
         from .cli import _scratch
         from .config import data_dir
         tempfile.tempdir = self.scratch = _scratch(data_dir())
-        from dramatiq import Worker
-        broker, self.actors = dist.connect(self.args.broker, self.table, self.judge)
         worker = Worker(broker, queues=set(self.queues), worker_threads=1)
         worker.queue_prefetch, worker.delay_prefetch = 1, 1
         signal.signal(signal.SIGTERM, lambda *a: self.stopping.set())

@@ -176,6 +176,14 @@ class Process:
         available = [lang for lang in self.table.values() if not lang.unavailable]
         self.queues = dist.resolve_queues(self.args.queues.split(","), self.table) if self.args.queues else \
             sorted({dist.queue_name(lang) for lang in available})
+        if not self.queues:         # Dramatiq reads no queues as every queue
+            raise UsageError("no language of the table is available on this machine, so it has no queue to take",
+                             "--queues", "install a toolchain (GET /languages/all on the API says what is missing)")
+        for lang in self.table.values():
+            if lang.unavailable and dist.queue_name(lang) in self.queues:
+                # Taken anyway, as asked: each attempt fails as Internal Error and is retried, maybe elsewhere.
+                self.log(f"warning: --queues {dist.queue_name(lang)}: {lang.name} is not available here "
+                         f"({lang.unavailable}); its submissions will fail here and be retried")
         self.storage = open_storage(self.args.database, dist.queue_for(self.table), waiting=self.log)
         self.handlers = {"judge0": lambda req: judge0.process(req, self.table, cfg),
                          "native": lambda req: native.process(req, self.table)}

@@ -522,6 +522,27 @@ def test_bad_options_say_which_and_how_to_fix(user, argv, where):
     assert r.returncode == 125 and where in err and "Traceback" not in err, err
 
 
+def test_a_machine_without_any_toolchain_takes_no_queue(user):
+    """Dramatiq reads "no queues" as "every queue": a worker with none available refuses to start."""
+    import yaml
+    from sandbox.service import languages
+    with open(languages.default_path()) as f:
+        table = [dict(e, run=dict(e["run"], argv=["/nonexistent/runtime"])) for e in yaml.safe_load(f)]
+    d = _owned_dir(user, "sandbox-scale-")
+    try:
+        path = os.path.join(d, "languages.yaml")
+        with open(path, "w") as f:
+            yaml.safe_dump(table, f)
+        os.chmod(path, 0o644)
+        for processes in ("1", "2"):
+            r = user.run([SANDBOX, "worker", "--database", "postgresql://u@127.0.0.1:1/db", "--broker",
+                          "redis://127.0.0.1:1/0", "--languages", path, "--processes", processes])
+            err = r.stderr.decode()
+            assert r.returncode == 125 and "--queues" in err and "no language" in err and "Traceback" not in err, err
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_worker_processes_are_supervised_restarted_and_drained(cluster):
     """--processes 2: two Dramatiq processes (one workers row each); one that dies is replaced;
     SIGTERM to the supervisor drains them all."""

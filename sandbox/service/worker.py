@@ -127,14 +127,28 @@ def supervise(args, argv):
         time.sleep(0.2)
 
 
+def _queues(args, table, log=None):
+    """The queues this machine takes: --queues, else every language available here."""
+    queues = dist.resolve_queues(args.queues.split(","), table) if args.queues else \
+        sorted({dist.queue_name(lang) for lang in table.values() if not lang.unavailable})
+    if not queues:         # Dramatiq reads no queues as every queue
+        raise UsageError("no language of the table is available on this machine, so it has no queue to take",
+                         "--queues", "install a toolchain (GET /languages/all on the API says what is missing)")
+    for lang in table.values():
+        if log and lang.unavailable and dist.queue_name(lang) in queues:
+            # Taken anyway, as asked: each attempt fails as Internal Error and is retried, maybe elsewhere.
+            log(f"warning: --queues {dist.queue_name(lang)}: {lang.name} is not available here "
+                f"({lang.unavailable}); its submissions will fail here and be retried")
+    return queues
+
+
 def _check_setup(args):
     """What each child would refuse, refused once here: the language table, --queues, the broker
     URL, the database URL (an unreachable database is waited for, as a child would)."""
     from . import languages
     from .pgstore import open_storage
     table = languages.load(args.languages)
-    if args.queues:
-        dist.resolve_queues(args.queues.split(","), table)
+    _queues(args, table)
     dist.connect(args.broker, table)
     open_storage(args.database, dist.queue_for(table), waiting=lambda text: print(
         f"sandbox worker: {text}", file=sys.stderr, flush=True)).close()
@@ -173,17 +187,7 @@ class Process:
         from .pgstore import open_storage
         cfg = dict(JUDGE0, **(load_overrides(self.args.config) if self.args.config else {}))
         self.table = languages.load(self.args.languages)
-        available = [lang for lang in self.table.values() if not lang.unavailable]
-        self.queues = dist.resolve_queues(self.args.queues.split(","), self.table) if self.args.queues else \
-            sorted({dist.queue_name(lang) for lang in available})
-        if not self.queues:         # Dramatiq reads no queues as every queue
-            raise UsageError("no language of the table is available on this machine, so it has no queue to take",
-                             "--queues", "install a toolchain (GET /languages/all on the API says what is missing)")
-        for lang in self.table.values():
-            if lang.unavailable and dist.queue_name(lang) in self.queues:
-                # Taken anyway, as asked: each attempt fails as Internal Error and is retried, maybe elsewhere.
-                self.log(f"warning: --queues {dist.queue_name(lang)}: {lang.name} is not available here "
-                         f"({lang.unavailable}); its submissions will fail here and be retried")
+        self.queues = _queues(self.args, self.table, self.log)
         self.storage = open_storage(self.args.database, dist.queue_for(self.table), waiting=self.log)
         self.handlers = {"judge0": lambda req: judge0.process(req, self.table, cfg),
                          "native": lambda req: native.process(req, self.table)}

@@ -21,9 +21,9 @@ import pytest
 from conftest import SANDBOX
 from test_service import Server, free_port, loopback_only  # noqa: F401  (the loopback guard, autouse)
 
-pytest.importorskip("dramatiq")
-psycopg = pytest.importorskip("psycopg")
-redis = pytest.importorskip("redis")
+import dramatiq  # noqa: F401,E402  (the service extra: a missing one is a failure, not a skip)
+import psycopg  # noqa: E402
+import redis  # noqa: E402
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 REDIS = shutil.which("redis-server") or "/usr/bin/redis-server"

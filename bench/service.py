@@ -2,6 +2,7 @@
 """The judging service against the judging API in-process: what HTTP, the queue and SQLite cost.
 
     python3 bench/service.py [--submissions 200] [--workers 2] [--sequential 40] [--user sandbox-test] [--json F]
+                             [--broker redis://... --database postgresql://... [--only-broker]]
 
 1. Throughput: the same submissions (C a+b and Python a+b, alternating) judged
    (a) in-process by `sandbox.judge` on a pool of --workers threads (compile, run, compare), and
@@ -18,9 +19,11 @@
 3. With --broker redis://... --database postgresql://... (a Redis and a PostgreSQL you started; the
    database is emptied): the same submissions through `sandbox serve --broker` with 1 and then 2
    `sandbox worker` processes, against the embedded server with --workers 2 (one round each, in the
-   order embedded, 1, 2); then the recovery time: a slow submission, the worker running it
-   SIGKILLed, and the time on the database's clock from the kill to the submission finishing on
-   the other worker, with the default heartbeat, lease and sweep settings.
+   order embedded, 1, 2); then all of them again over 2 workers with one SIGKILLed halfway and
+   replaced (each must still end AC: the issue's fault 5 at full size); then the recovery time: a
+   slow submission, the worker running it SIGKILLed, and the time on the database's clock from the
+   kill to the submission finishing on the other worker, with the default heartbeat, lease and
+   sweep settings.
 
 Run it as an unprivileged user, or as root with --user NAME (it then runs itself as NAME, as the
 server and the sandboxes must).  The server listens on 127.0.0.1 only and is stopped at the end.
@@ -35,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -238,10 +242,40 @@ def distributed(args, subs):
     finally:
         stop([p for p in procs if p.poll() is None])
         api.close()
+    # The issue's fault 5 at full size: every submission over 2 workers, one SIGKILLed halfway and
+    # replaced; each must end AC (what one unloaded worker gives every one of them).
+    empty()
+    api = Server(1, len(subs), ["--database", args.database, "--broker", args.broker])
+    procs = workers(2, api.dir)
+    try:
+        def kill_halfway():
+            with psycopg.connect(args.database, autocommit=True) as c:
+                while c.execute("SELECT count(*) FROM submissions WHERE state = 'done'").fetchone()[0] < len(subs) // 2:
+                    time.sleep(0.1)
+            procs[0].kill()
+            procs.append(subprocess.Popen([sandbox, "worker", "--database", args.database, "--broker", args.broker,
+                                           "--processes", "1"], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))         # the machine comes back
+
+        killer = threading.Thread(target=kill_halfway)
+        killer.start()
+        t, _, v = over_http(api, subs)
+        killer.join()
+        with psycopg.connect(args.database, autocommit=True) as c:
+            retried = c.execute("SELECT count(*) FROM submissions WHERE attempts > 1").fetchone()[0]
+        out["kill_halfway"] = {"submissions": len(subs), "all_ac": set(v) == {"AC"}, "verdicts": sorted(set(v)),
+                               "seconds": t, "retried": retried}
+    finally:
+        stop([p for p in procs if p.poll() is None])
+        api.close()
     print(f"across machines (on this one), {len(subs)} submissions:")
     print(f"  embedded, {args.workers} worker threads: {out['embedded']['per_second']:.1f} subs/s")
     for n in (1, 2):
         print(f"  --broker, {n} worker process(es):  {out[f'broker_{n}_processes']['per_second']:.1f} subs/s")
+    k = out["kill_halfway"]
+    print(f"  {k['submissions']} over 2 workers, one SIGKILLed halfway and replaced: "
+          f"{'every one AC' if k['all_ac'] else 'VERDICTS ' + ', '.join(k['verdicts'])} in {k['seconds']:.1f} s, "
+          f"{k['retried']} started twice (the killed worker's job)")
     r = out["recovery"]
     print(f"  a worker SIGKILLed mid-run: claimed elsewhere {r['kill_to_claim_s']:.1f} s and finished "
           f"{r['kill_to_done_s']:.1f} s after the kill ({r['settings']})")

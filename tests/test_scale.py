@@ -305,6 +305,20 @@ def test_worker_sigkilled_mid_run_is_judged_elsewhere_within_the_bound(cluster):
     assert alive[0]["queues"] == ["python"] and alive[0]["load"]["cpus"] >= 1
 
 
+def test_a_job_longer_than_the_lease_stays_its_workers(cluster):
+    """The heartbeat renews a running job's lease: a job that runs past LEASE (its CPU time alone is
+    1.5 leases, and wall time is never less) is not taken from its live worker by the sweeper."""
+    api = cluster.api()
+    cluster.worker()
+    burn = f"import time\nwhile time.process_time() < {LEASE * 1.5}:\n    pass\nprint('done')\n"
+    token = submit(api, burn, cpu_time_limit=15, wall_time_limit=20)
+    assert api.judged(token)["stdout"] == "done\n"
+    attempts, seconds = cluster.one("SELECT attempts, extract(epoch FROM done_at - claimed_at) FROM submissions "
+                                    "WHERE token = %s", (token,))
+    assert seconds > LEASE and attempts == 1
+    assert "sweeper: re-sending" not in api.log()
+
+
 def test_api_killed_and_restarted_loses_nothing_and_judges_once(cluster):
     api = cluster.api()
     expected = {}

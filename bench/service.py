@@ -2,6 +2,7 @@
 """The judging service against the judging API in-process: what HTTP, the queue and SQLite cost.
 
     python3 bench/service.py [--submissions 200] [--workers 2] [--sequential 40] [--user sandbox-test] [--json F]
+                             [--broker redis://... --database postgresql://... [--only-broker]]
 
 1. Throughput: the same submissions (C a+b and Python a+b, alternating) judged
    (a) in-process by `sandbox.judge` on a pool of --workers threads (compile, run, compare), and
@@ -14,6 +15,15 @@
    in-process compile+run with a POST /submissions?wait=true: the difference of the medians, and,
    paired (less noisy), each request's latency minus the time the server's worker spent compiling
    and running it (from its --log-json line): HTTP, validation, SQLite and the hand-offs.
+
+3. With --broker redis://... --database postgresql://... (a Redis and a PostgreSQL you started; the
+   database is emptied): the same submissions through `sandbox serve --broker` with 1 and then 2
+   `sandbox worker` processes, against the embedded server with --workers 2 (one round each, in the
+   order embedded, 1, 2); then all of them again over 2 workers with one SIGKILLed halfway and
+   replaced (each must still end AC: the issue's fault 5 at full size); then the recovery time: a
+   slow submission, the worker running it SIGKILLed, and the time on the database's clock from the
+   kill to the submission finishing on the other worker, with the default heartbeat, lease and
+   sweep settings.
 
 Run it as an unprivileged user, or as root with --user NAME (it then runs itself as NAME, as the
 server and the sandboxes must).  The server listens on 127.0.0.1 only and is stopped at the end.
@@ -28,6 +38,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -80,7 +91,7 @@ def in_process(subs, workers):
 
 
 class Server:
-    def __init__(self, workers, n):
+    def __init__(self, workers, n, extra=()):
         import httpx
         self.dir = tempfile.mkdtemp(prefix="bench-serve-")
         with socket.socket() as s:
@@ -89,9 +100,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         sandbox = os.path.join(os.path.dirname(sys.executable), "sandbox")
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
+        database = ["--database", os.path.join(self.dir, "db.sqlite3")] if not extra else []
         self.proc = subprocess.Popen([sandbox, "serve", "--port", str(self.port), "--workers", str(workers),
-                                      "--database", os.path.join(self.dir, "db.sqlite3"), "--max-queue", str(n + 10),
-                                      "--log-json"],
+                                      *database, "--max-queue", str(n + 10), "--log-json", *extra],
                                      stdout=self.log, stderr=self.log)
         self.http = httpx.Client(base_url=self.url, timeout=120)
         for _ in range(600):
@@ -161,6 +172,116 @@ def wait_latency(server, n):
     return local, remote, [latency - judging[t] for latency, t in zip(remote, tokens)]
 
 
+def distributed(args, subs):
+    """Throughput with 1 and 2 worker processes against the embedded server; recovery after a kill."""
+    import psycopg
+    sandbox = os.path.join(os.path.dirname(sys.executable), "sandbox")
+
+    def empty():
+        with psycopg.connect(args.database, autocommit=True) as c:
+            c.execute("DROP TABLE IF EXISTS submissions, workers")
+        import redis
+        redis.Redis.from_url(args.broker).flushdb()
+
+    def workers(n, logdir):
+        procs = [subprocess.Popen([sandbox, "worker", "--database", args.database, "--broker", args.broker,
+                                   "--processes", "1"], stdout=subprocess.DEVNULL,
+                                  stderr=open(os.path.join(logdir, f"worker-{i}.log"), "wb")) for i in range(n)]
+        with psycopg.connect(args.database, autocommit=True) as c:
+            while c.execute("SELECT count(*) FROM workers").fetchone()[0] < n:
+                time.sleep(0.1)
+        return procs
+
+    def stop(procs):
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=60)
+
+    out = {}
+    embedded = Server(args.workers, len(subs))
+    try:
+        over_http(embedded, subs[:4])
+        t, lat, v = over_http(embedded, subs)
+        assert set(v) == {"AC"}, set(v)
+        out["embedded"] = {"workers": args.workers, "per_second": len(subs) / t, "p50_s": pct(lat, 50)}
+    finally:
+        embedded.close()
+    for n in (1, 2):
+        empty()
+        api = Server(1, len(subs), ["--database", args.database, "--broker", args.broker])
+        procs = workers(n, api.dir)
+        try:
+            over_http(api, subs[:4])
+            t, lat, v = over_http(api, subs)
+            assert set(v) == {"AC"}, set(v)
+            out[f"broker_{n}_processes"] = {"per_second": len(subs) / t, "p50_s": pct(lat, 50)}
+        finally:
+            stop(procs)
+            api.close()
+    empty()
+    api = Server(1, 10, ["--database", args.database, "--broker", args.broker])
+    procs = workers(2, api.dir)
+    try:
+        slow = "import time\nwhile time.process_time() < 3:\n    pass\nprint(42)\n"
+        token = api.http.post("/submissions", json={"language_id": 71, "source_code": slow,
+                                                     "cpu_time_limit": 15, "wall_time_limit": 20}).json()["token"]
+        with psycopg.connect(args.database, autocommit=True) as c:
+            while not (row := c.execute("SELECT worker FROM submissions WHERE token = %s AND state = 'running'",
+                                        (token,)).fetchone()):
+                time.sleep(0.05)
+            victim = next(p for p in procs if row[0].endswith(f":{p.pid}"))
+            victim.kill()
+            killed = c.execute("SELECT now()").fetchone()[0]
+            while not (done := c.execute("SELECT done_at, claimed_at, attempts FROM submissions WHERE token = %s "
+                                         "AND state = 'done'", (token,)).fetchone()):
+                time.sleep(0.05)
+        out["recovery"] = {"kill_to_claim_s": (done[1] - killed).total_seconds(),
+                           "kill_to_done_s": (done[0] - killed).total_seconds(), "attempts": done[2],
+                           "settings": "heartbeat 2 s, lease 10 s, sweep 5 s (defaults)"}
+    finally:
+        stop([p for p in procs if p.poll() is None])
+        api.close()
+    # The issue's fault 5 at full size: every submission over 2 workers, one SIGKILLed halfway and
+    # replaced; each must end AC (what one unloaded worker gives every one of them).
+    empty()
+    api = Server(1, len(subs), ["--database", args.database, "--broker", args.broker])
+    procs = workers(2, api.dir)
+    try:
+        def kill_halfway():
+            with psycopg.connect(args.database, autocommit=True) as c:
+                while c.execute("SELECT count(*) FROM submissions WHERE state = 'done'").fetchone()[0] < len(subs) // 2:
+                    time.sleep(0.1)
+            procs[0].kill()
+            procs.append(subprocess.Popen([sandbox, "worker", "--database", args.database, "--broker", args.broker,
+                                           "--processes", "1"], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))         # the machine comes back
+
+        killer = threading.Thread(target=kill_halfway)
+        killer.start()
+        t, _, v = over_http(api, subs)
+        killer.join()
+        with psycopg.connect(args.database, autocommit=True) as c:
+            retried = c.execute("SELECT count(*) FROM submissions WHERE attempts > 1").fetchone()[0]
+        out["kill_halfway"] = {"submissions": len(subs), "all_ac": set(v) == {"AC"}, "verdicts": sorted(set(v)),
+                               "seconds": t, "retried": retried}
+    finally:
+        stop([p for p in procs if p.poll() is None])
+        api.close()
+    print(f"across machines (on this one), {len(subs)} submissions:")
+    print(f"  embedded, {args.workers} worker threads: {out['embedded']['per_second']:.1f} subs/s")
+    for n in (1, 2):
+        print(f"  --broker, {n} worker process(es):  {out[f'broker_{n}_processes']['per_second']:.1f} subs/s")
+    k = out["kill_halfway"]
+    print(f"  {k['submissions']} over 2 workers, one SIGKILLed halfway and replaced: "
+          f"{'every one AC' if k['all_ac'] else 'VERDICTS ' + ', '.join(k['verdicts'])} in {k['seconds']:.1f} s, "
+          f"{k['retried']} started twice (the killed worker's job)")
+    r = out["recovery"]
+    print(f"  a worker SIGKILLed mid-run: claimed elsewhere {r['kill_to_claim_s']:.1f} s and finished "
+          f"{r['kill_to_done_s']:.1f} s after the kill ({r['settings']})")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--submissions", type=int, default=200)
@@ -168,10 +289,21 @@ def main():
     ap.add_argument("--sequential", type=int, default=40)
     ap.add_argument("--user", help="as root: run as this unprivileged user")
     ap.add_argument("--json", help="write the numbers here")
+    ap.add_argument("--broker", help="redis://...: also measure serve --broker with 1 and 2 sandbox worker processes")
+    ap.add_argument("--database", help="postgresql://... for --broker (its tables are dropped)")
+    ap.add_argument("--only-broker", action="store_true", help="with --broker: skip parts 1 and 2")
     args = ap.parse_args()
+    if bool(args.broker) != bool(args.database):
+        ap.error("--broker and --database go together")
     if args.user and os.geteuid() == 0:
         return as_user(args)
     subs = workload(args.submissions)
+    if args.broker and args.only_broker:
+        numbers = {"distributed": distributed(args, subs)}
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(numbers, f, indent=2, default=str)
+        return 0
     in_process(subs[:4], args.workers)                  # warm the profile and seccomp caches
     server = Server(args.workers, args.submissions)
     try:
@@ -209,9 +341,11 @@ def main():
           f"HTTP p50 {1000 * w['http_p50_s']:.1f} ms, added {w['added_p50_ms']:.1f} ms")
     print(f"  each request against the server's own compile+run of it: p50 {w['overhead_over_own_run_p50_ms']:.1f} ms, "
           f"p99 {w['overhead_over_own_run_p99_ms']:.1f} ms added (target p50 <= 5 ms)")
+    if args.broker:
+        numbers["distributed"] = distributed(args, subs)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(numbers, f, indent=2)
+            json.dump(numbers, f, indent=2, default=str)
     return 0
 
 
@@ -227,6 +361,8 @@ def as_user(args):
     numbers = os.path.join(home, "numbers.json")
     argv = ["--submissions", str(args.submissions), "--workers", str(args.workers),
             "--sequential", str(args.sequential), "--json", numbers]
+    if args.broker:
+        argv += ["--broker", args.broker, "--database", args.database] + (["--only-broker"] if args.only_broker else [])
     try:
         code = subprocess.run(["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--",
                                sys.executable, script, *argv], cwd=home,

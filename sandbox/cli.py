@@ -24,6 +24,7 @@ usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
        sandbox check FILE.yaml          validate a profile
        sandbox doctor [--json]          what this host can and cannot do for the sandbox, with fixes
        sandbox serve [--host H] [--port P] ...  a Judge0-compatible judging service (sandbox serve --help)
+       sandbox worker --database URL --broker URL  judge a `serve --broker` API's queues (sandbox worker --help)
        sandbox grade [DIR]              GitHub Classroom autograding, each test in a sandbox (sandbox grade --help)
 
 run options:
@@ -401,8 +402,19 @@ def cmd_grade(argv):
     return grade.main(argv)
 
 
+def _worker(argv):
+    # `sandbox worker`: the distributed judge's worker, the service extra with Dramatiq, redis, psycopg.
+    try:
+        from .service import worker as service_worker
+        import dramatiq, redis, psycopg, psutil  # noqa: F401
+    except ImportError as e:
+        raise UsageError(f"sandbox worker needs the service extra ({e.name} is not installed)", "sandbox worker",
+                         "pip install 'sandbox[service]'") from None
+    return service_worker.main(argv)
+
+
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,
-            "serve": _serve,
+            "serve": _serve, "worker": _worker,
             "diff": cmd_diff, "doctor": cmd_doctor, "grade": cmd_grade}
 
 
@@ -418,7 +430,7 @@ def main(argv=None):
             return 0
         command = COMMANDS.get(argv[0])
         if command is None:
-            raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check, doctor, serve, grade (see sandbox --help)")
+            raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check, doctor, serve, worker, grade (see sandbox --help)")
         return command(argv[1:])
     except SandboxError as e:
         _print(f"sandbox: error: {e}", sys.stderr)       # a path in it may hold non-UTF-8 bytes

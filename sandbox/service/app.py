@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from . import judge0, native
+from .pgstore import Unavailable
 from .workers import now
 
 VERSION = "1.13.1"      # the Judge0 API we copy; the SDK picks its language-id table by it
@@ -125,6 +126,16 @@ def create(state):
     @app.exception_handler(ApiError)
     async def api_error(request, e):
         return JSONResponse(e.body, status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request, e):
+        """PostgreSQL is unreachable for a while: nothing is lost, the client tries again.  (Which
+        host and why is the operator's business: the log has it, the client gets no address.)"""
+        import sys
+        print(f"sandbox serve: {request.method} {request.url.path}: {e}", file=sys.stderr, flush=True)
+        return JSONResponse({"error": "service unavailable: the database is unreachable",
+                             "fix": "retry after Retry-After seconds"},
+                            status_code=503, headers={"Retry-After": str(state.storage.RETRY_AFTER)})
 
     @app.exception_handler(Exception)
     async def bug(request, e):
@@ -320,10 +331,7 @@ def routes_judge0(app, state):
 
     @app.get("/workers", tags=["Judge0"])
     async def workers():
-        pool = state.pool
-        busy = pool.busy
-        return [{"queue": "sandbox", "size": pool.pending(), "available": pool.count, "idle": pool.count - busy,
-                 "working": busy, "paused": 0, "failed": pool.failed}]
+        return state.pool.queue_rows()
 
     @app.post("/authenticate", tags=["Judge0"])
     async def authenticate():

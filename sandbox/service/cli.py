@@ -23,7 +23,14 @@ def parse(argv):
     ap.add_argument("--port", type=int, default=2358, help="TCP port (default 2358, Judge0's)")
     ap.add_argument("--workers", type=int, default=None, help="worker threads (default: the number of CPUs)")
     ap.add_argument("--database", default=None, help="SQLite file (default $XDG_DATA_HOME/sandbox/service/"
-                    "submissions.sqlite3); its directory is the only one the service writes")
+                    "submissions.sqlite3); its directory is the only one the service writes; or postgresql://... "
+                    "(needed with --broker)")
+    ap.add_argument("--broker", default=None, help="redis://...: API only, submissions go to `sandbox worker` "
+                    "processes on any machine through Dramatiq queues (one per language)")
+    ap.add_argument("--sweep-interval", type=float, default=None, help="with --broker: seconds between sweeps "
+                    "that re-send submissions whose worker's lease expired (default 5)")
+    ap.add_argument("--requeue-after", type=float, default=None, help="with --broker: seconds a queued "
+                    "submission may wait unclaimed before it is sent again (default 300)")
     ap.add_argument("--auth-token", default=os.environ.get("SANDBOX_AUTH_TOKEN"),
                     help="require this token in X-Auth-Token (default $SANDBOX_AUTH_TOKEN)")
     ap.add_argument("--languages", default=None, help="language table (default profiles/languages.yaml)")
@@ -58,6 +65,16 @@ def serve(args):
     for name, value in (("--workers", args.workers), ("--max-queue", args.max_queue)):
         if value is not None and value < 1:
             raise UsageError(f"{name} must be at least 1, not {value}", name, f"give {name} 1 or more")
+    postgres = (args.database or "").startswith(("postgresql://", "postgres://"))
+    if args.broker and not postgres:
+        raise UsageError("--broker needs a database every machine reaches", "--database",
+                         "give --database postgresql://USER@HOST/DB (the workers use the same one)")
+    if not args.broker and (args.sweep_interval is not None or args.requeue_after is not None):
+        raise UsageError("--sweep-interval and --requeue-after apply to --broker only", "--broker",
+                         "add --broker redis://..., or drop them")
+    for name, value in (("--sweep-interval", args.sweep_interval), ("--requeue-after", args.requeue_after)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{name} must be positive, not {value:g}", name, f"give {name} a number of seconds")
     settings = Settings(host=args.host, port=args.port, workers=args.workers, database=args.database,
                         auth_token=args.auth_token, languages=args.languages, max_queue=args.max_queue,
                         log_json=args.log_json, allow_callback=args.allow_callback, overrides=load_overrides(args.config) if args.config else None)
@@ -66,14 +83,21 @@ def serve(args):
     from .callbacks import Sender
     from .storage import Storage
     from .workers import Pool
-    try:
-        storage = Storage(settings.database)
-    except OSError as e:
-        raise UsageError(f"cannot create the database {settings.database}: {e.strerror}", "--database",
-                         "give a path in a directory you can write") from None
+    table = languages.load(settings.languages)
+    if postgres:
+        storage = _postgres(settings.database, table)
+    else:
+        try:
+            storage = Storage(settings.database)
+        except OSError as e:
+            raise UsageError(f"cannot create the database {settings.database}: {e.strerror}", "--database",
+                             "give a path in a directory you can write") from None
+    actors = None
+    if args.broker:             # before anything is written: a bad URL is refused with nothing left behind
+        from . import distributed
+        _, actors = distributed.connect(args.broker, table)
     scratch = _scratch(settings.data_dir)
     tempfile.tempdir = scratch
-    table = languages.load(settings.languages)
     cfg = settings.judge0
 
     def internal(kind, reason):
@@ -86,16 +110,22 @@ def serve(args):
         if sender and row["kind"] == "judge0" and row["request"].get("callback_url"):
             sender.send(row["request"]["callback_url"], judge0.render(row, judge0.DEFAULT_FIELDS, True, table))
 
-    pool = Pool(storage, {"judge0": lambda req: judge0.process(req, table, cfg),
-                          "native": lambda req: native.process(req, table), "internal": internal},
-                settings.workers, settings.log_json, finished)
+    if args.broker:     # API only: the workers judge, and send the callbacks
+        pool = distributed.Dispatcher(storage, actors, args.sweep_interval or distributed.SWEEP,
+                                      args.requeue_after or distributed.REQUEUE_AFTER)
+    else:
+        pool = Pool(storage, {"judge0": lambda req: judge0.process(req, table, cfg),
+                              "native": lambda req: native.process(req, table), "internal": internal},
+                    settings.workers, settings.log_json, finished)
     state = app_mod.State(settings, storage, table, pool, scratch)
     application = app_mod.create(state)
     listener = _listen(args.host, args.port)        # a port in use is our error (125), not uvicorn's exit 1
     pool.start()
     offered = ", ".join(f"{lang.id}" for lang in table.values() if not lang.unavailable)
-    print(f"sandbox serve: listening on http://{_url_host(args.host)}:{args.port} ({settings.workers} workers, "
-          f"database {settings.database}; languages {offered})", file=sys.stderr, flush=True)
+    from .pgstore import redact as _redact
+    judging = f"API only, broker {_redact(args.broker)}" if args.broker else f"{settings.workers} workers"
+    print(f"sandbox serve: listening on http://{_url_host(args.host)}:{args.port} ({judging}, "
+          f"database {_redact(settings.database)}; languages {offered})", file=sys.stderr, flush=True)
     # After a stop signal: 5 s for requests in flight (a wait=true whose submission will not be
     # started now gets its connection closed; the submission runs after the next start).
     config = uvicorn.Config(application, log_level="warning", access_log=False, lifespan="off",
@@ -124,6 +154,12 @@ def serve(args):
             storage.close()
             shutil.rmtree(scratch, ignore_errors=True)
     return 130 if signal.SIGINT in signals else 0
+
+
+def _postgres(url, table):
+    from .distributed import queue_for
+    from .pgstore import open_storage
+    return open_storage(url, queue_for(table))
 
 
 def _scratch(data_dir):

@@ -70,7 +70,8 @@ class Settings:
                  languages=None, max_queue=None, log_json=False, allow_callback=(), overrides=None):
         self.host, self.port, self.log_json = host, port, log_json
         self.workers = workers or os.cpu_count() or 1
-        self.database = os.path.abspath(database or os.path.join(data_dir(), "submissions.sqlite3"))
+        self.url = database if database and "://" in database else None      # postgresql://...
+        self.database = self.url or os.path.abspath(database or os.path.join(data_dir(), "submissions.sqlite3"))
         self.auth_token = auth_token or None
         self.languages = languages
         self.allow_callback = tuple(allow_callback)
@@ -85,8 +86,8 @@ class Settings:
 
     @property
     def data_dir(self):
-        """The one directory the service writes: the database's."""
-        return os.path.dirname(self.database)
+        """The one directory the service writes: the database's (with PostgreSQL, the default one)."""
+        return data_dir() if self.url else os.path.dirname(self.database)
 
 
 def load_overrides(path):

@@ -245,6 +245,11 @@ def routes(app, state):
             raise error(404, f"no submission with id {token}")
         return view(row)
 
+    @app.get("/api/v1/workers", tags=["sandbox"])
+    async def workers():
+        """Each worker: host, queues, the submission it is on, its load (psutil), whether it beats."""
+        return {"workers": state.pool.worker_list()}
+
     @app.get("/api/v1/health", tags=["sandbox"])
     async def health():
         from .. import __version__

@@ -49,9 +49,13 @@ class Storage:
         with self._lock:
             self._db.close()
 
+    def _execute(self, sql, args=()):
+        """The dialect shim: every statement of this interface goes through here (caller holds the lock)."""
+        return self._db.execute(sql, args)
+
     def _rows(self, sql, args=()):
         with self._lock:
-            return [_row(r) for r in self._db.execute(sql, args).fetchall()]
+            return [_row(r) for r in self._execute(sql, args).fetchall()]
 
     def add(self, rows):
         """Store new submissions, all or none: [(token, kind, request dict, created_at)]."""
@@ -82,12 +86,12 @@ class Storage:
         rows = self._rows("SELECT * FROM submissions WHERE kind = ? ORDER BY seq DESC LIMIT ? OFFSET ?",
                           (kind, limit, offset))
         with self._lock:
-            total = self._db.execute("SELECT COUNT(*) FROM submissions WHERE kind = ?", (kind,)).fetchone()[0]
+            total = _first(self._execute("SELECT COUNT(*) FROM submissions WHERE kind = ?", (kind,)).fetchone())
         return rows, total
 
     def delete(self, token):
         with self._lock:
-            self._db.execute("DELETE FROM submissions WHERE token = ?", (token,))
+            self._execute("DELETE FROM submissions WHERE token = ?", (token,))
 
     def claim(self, token):
         """Mark a queued submission running and count the attempt; None if it is not queued
@@ -99,10 +103,14 @@ class Storage:
                 return None
             return _row(self._db.execute("SELECT * FROM submissions WHERE token = ?", (token,)).fetchone())
 
-    def finish(self, token, result, finished_at):
+    def finish(self, token, result, finished_at, attempt):
+        """Store the result of attempt number `attempt`, only if that attempt is still the
+        submission's own (fenced): False when a newer one took it over or it is done already."""
         with self._lock:
-            self._db.execute("UPDATE submissions SET state = 'done', result = ?, finished_at = ? WHERE token = ?",
-                             (json.dumps(result), finished_at, token))
+            cur = self._db.execute("UPDATE submissions SET state = 'done', result = ?, finished_at = ? "
+                                   "WHERE token = ? AND attempts = ? AND state = 'running'",
+                                   (json.dumps(result), finished_at, token, attempt))
+            return cur.rowcount == 1
 
     def unfinished(self):
         """After a restart: every submission not done, in arrival order, made queued again
@@ -113,7 +121,12 @@ class Storage:
 
     def counts(self):
         with self._lock:
-            return dict(self._db.execute("SELECT state, COUNT(*) FROM submissions GROUP BY state").fetchall())
+            return {r["state"]: r["n"] for r in
+                    self._execute("SELECT state, COUNT(*) AS n FROM submissions GROUP BY state").fetchall()}
+
+
+def _first(r):
+    return r[0] if isinstance(r, (tuple, sqlite3.Row)) else next(iter(r.values()))
 
 
 def _row(r):

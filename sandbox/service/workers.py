@@ -66,6 +66,22 @@ class Pool:
     def pending(self):
         return self.queue.qsize()
 
+    def queue_rows(self):
+        """Judge0's /workers: one queue here, served by the threads."""
+        busy = self.busy
+        return [{"queue": "sandbox", "size": self.pending(), "available": self.count, "idle": self.count - busy,
+                 "working": busy, "paused": 0, "failed": self.failed}]
+
+    def worker_list(self):
+        """/api/v1/workers: this server's threads, as one worker."""
+        import os
+        import socket
+        import psutil
+        return [{"id": f"{socket.gethostname()}:{os.getpid()}", "host": socket.gethostname(), "pid": os.getpid(),
+                 "queues": ["sandbox"], "threads": self.count, "busy": self.busy, "alive": True,
+                 "load": {"cpu_percent": psutil.cpu_percent(), "load_average": list(os.getloadavg()),
+                          "memory_percent": psutil.virtual_memory().percent, "cpus": psutil.cpu_count()}}]
+
     def submit(self, tokens, on_done=None):
         """Queue stored submissions; on_done(token) is called from the worker when each is done."""
         if on_done:
@@ -117,7 +133,7 @@ class Pool:
                 reason = str(e) if isinstance(e, SandboxError) else f"{type(e).__name__}: {e}"
                 result = self.handlers["internal"](kind, reason)
                 self.failed += 1
-        self.storage.finish(token, result, now())
+        self.storage.finish(token, result, now(), row["attempts"])
         self._log(row, result, time.monotonic() - started)
         self._notify(token)
         if self.finished:

@@ -78,8 +78,22 @@ class Claim:
             self._fd = None
 
 
-def claim():
-    first, last = id_range()
+def step():
+    """The host step that claims a run's id (a root caller's plans have it first)."""
+    from .hoststep import HostStep
+    ids = id_range()
+
+    def act(run):
+        run.host = claim(ids)
+        run.on_close(run.host.release)      # after the run: init and every process of that id are gone
+    return HostStep("host_id", "claim an unprivileged host id for this run (its processes never run as the "
+                               "host's uid 0; no other run holds that id meanwhile)",
+                    {"range": f"{ids[0]}-{ids[1]}", "lock": f"flock on {LOCK_DIR}/<id>, held for the run"}, act)
+
+
+def claim(ids=None):
+    """Claim a free id of `ids` (first, last), default id_range()."""
+    first, last = ids or id_range()
     try:
         os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
     except OSError as e:

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import time
 
 import pytest
@@ -429,3 +430,28 @@ def test_image_command_errors(images, box):
         text = no_traceback(r)
         assert r.returncode == 125, (args, text)
         assert what in text and "fix:" in text, (args, text)
+
+
+WORKDIR_FILES = """
+import json, sandbox
+r = sandbox.run({profile!r}, ["sh", "-c", "pwd; cat in.txt; echo made > out.txt"],
+                files_in={{"/work/in.txt": b"given"}}, files_out=["/work/out.txt"])
+print(json.dumps({{"status": r.status, "message": r.message, "stdout": (r.stdout or b"").decode(),
+                  "files": {{k: v.decode() for k, v in (r.files or {{}}).items()}}, "errors": r.file_errors}}))
+"""
+
+
+def test_files_in_and_out_use_the_images_working_directory(images, user):
+    """Bug 8: with files_out and a profile without cwd, the working directory is the image's
+    WorkingDir, for the files copied in and read back as for the program."""
+    layers = [kit.busybox_layer(extra=[("work", ("dir",))])]
+    path = images.file("wd.tar")
+    kit.docker_save(path, layers, config=kit.config_for(layers, workdir="/work"))
+    os.chmod(path, 0o644)
+    images.import_("wd", path)
+    profile = images.sbx.script("wd.yaml", json.dumps({"rootfs": {"image": "wd"}, "env": {"PATH": "/bin"}}))
+    r = user.run([sys.executable, "-c", WORKDIR_FILES.format(profile=profile)], env={"SANDBOX_STORE": images.store})
+    assert r.returncode == 0, r.stderr.decode()
+    out = json.loads(r.stdout.decode().splitlines()[-1])
+    assert out["status"] == "OK" and out["stdout"] == "/work\ngiven", out
+    assert out["files"] == {"/work/out.txt": "made\n"} and out["errors"] == [], out

@@ -14,7 +14,6 @@ system user in /etc/subuid (65536 ids: `useradd --system sandbox` then
 `usermod --add-subuids 200000-265535 --add-subgids 200000-265535 sandbox`); else
 60000-60999.  The gid is the same number as the uid.
 """
-import fcntl
 import os
 
 from .errors import SetupError
@@ -93,6 +92,7 @@ def step():
 
 def claim(ids=None):
     """Claim a free id of `ids` (first, last), default id_range()."""
+    import fcntl                        # (only a root caller's run claims)
     first, last = ids or id_range()
     try:
         os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)

@@ -4,6 +4,8 @@ The order below IS the architecture.  Each step comes from the module that
 owns its concern; this file only decides the sequence, and the launcher
 carries it out exactly in this sequence (see launcher/launcher.c).  Steps up
 to `fork` run in the sandbox's init (pid 1), the rest in the program process.
+The plan's first steps, where they apply, are host steps (hoststep.py): the
+runner carries them out itself, in this order, before it spawns the launcher.
 """
 import os
 

@@ -1,5 +1,6 @@
 """plan.build in-process: the order of the steps, host steps first, and the values
-resolved once (the working directory, the limits, the program)."""
+resolved once (the working directory, the limits, the program).  Like every test in
+tests/unit, nothing runs in a sandbox: together they take a few seconds."""
 import os
 
 import pytest
@@ -13,6 +14,12 @@ PROFILES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.
 LAUNCHER_ORDER = ["cgroup", "user_namespace", "mount_namespace", "root_tmpfs", "binds", "tmpfs", "inner_binds", "proc",
                   "dev", "pivot_root", "uts_ipc_net", "fork", "rlimits", "drop_privileges", "setsid", "close_fds",
                   "die_with_parent", "seccomp", "exec"]
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    """Profiles and filters load into a cache of the test's own, never the caller's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
 
 def names(plan):

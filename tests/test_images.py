@@ -341,6 +341,18 @@ def test_keep_changes_and_diff(images, two_layers, backend, box):
     assert r.returncode == 125 and b"is not empty" in r.stderr
 
 
+def test_explain_shows_the_keep_changes_host_step_and_makes_nothing(images, two_layers, box):
+    """The keep-changes directory is a host step of the plan: --explain shows it before the
+    launcher's steps, and runs nothing, so the directory is not made."""
+    keep = os.path.join(box, "kept-explain")
+    r = images("run", "--profile", images.profile(two_layers), "--keep-changes", keep, "--explain", "--", "true")
+    assert r.returncode == 0, r.stderr
+    text = r.stdout.decode()
+    names = [line.split()[1] for line in text.splitlines() if line[:4].strip().rstrip(".").isdigit()]
+    assert "keep_changes" in names[:names.index("cgroup")], names        # before every launcher step
+    assert f"       directory: {keep}\n" in text and "on the host, before the launcher starts" in text, text
+    assert not os.path.exists(keep)
+
 def test_no_mount_or_process_is_left(images, two_layers, backend, user):
     def table():
         with open("/proc/self/mountinfo") as f:

@@ -100,6 +100,18 @@ def commands(sandbox, python, image=None):
     ]
 
 
+def interpreter(script):
+    """The Python that runs `script` (its #! line: a venv's python, whose site-packages and .pth
+    files are part of the floor), else the python3 beside it."""
+    with open(script, "rb") as f:
+        first = f.readline()
+    if first.startswith(b"#!"):
+        argv = first[2:].decode().split()
+        if argv and os.path.basename(argv[0]).startswith("python"):
+            return argv[0]
+    return os.path.join(os.path.dirname(os.path.realpath(script)), "python3")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=200)
@@ -119,7 +131,7 @@ def main():
         env["HOME"] = os.environ.get("HOME", "/tmp")
     if not shutil.which("bwrap"):
         sys.exit("bench: bubblewrap is needed for the comparison (apt install bubblewrap)")
-    python = os.path.join(os.path.dirname(os.path.realpath(args.sandbox)), "python3")
+    python = interpreter(args.sandbox)
     uid, gid = (pw.pw_uid, pw.pw_gid) if prefix else (os.getuid(), os.getgid())
     image = busybox_image(args.sandbox, prefix, env, uid, gid)
     cmds = [(name, prefix + [shutil.which(argv[0]) or argv[0]] + argv[1:], dict(env, **extra))

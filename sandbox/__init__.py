@@ -7,7 +7,8 @@
 Attributes are imported lazily so that `sandbox run` starts fast.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["run", "prepare", "execute", "Result", "Profile", "load_profile",
            "SandboxError", "ProfileError", "UsageError", "SetupError"]
 

@@ -17,6 +17,8 @@ import itertools
 import os
 import time
 
+from .errors import SetupError
+
 CONTROLLERS = ("memory", "pids", "cpu")
 HOW_TO_DELEGATE = ("start it in a delegated cgroup: systemd-run --user --scope -p Delegate=yes sandbox run ...; "
                    "or, for a service, give the profile a cgroup_parent: the service owns (Delegate=yes in its unit)")
@@ -233,17 +235,44 @@ class RunCgroup:
                 time.sleep(0.005)
 
 
+def host_steps(d, limits, cpuset):
+    """The runner's part, before each run: its place in the tree, then the run's own cgroup."""
+    if not d:
+        return []
+    from .hoststep import HostStep
+    wanted = CONTROLLERS + (("cpuset",) if cpuset else ())
+
+    def enable_for_run(run):
+        error = enable(d, cpuset=bool(cpuset))
+        if error is not None:
+            raise SetupError(error, "cgroup", HOW_TO_DELEGATE)
+
+    def create_for_run(run):
+        try:
+            run.cgroup = RunCgroup.create(d.base, limits, cpuset)
+        except OSError as e:
+            raise SetupError(f"cannot set up a cgroup in {d.base}: {e.strerror}", "cgroup", HOW_TO_DELEGATE) from None
+        run.on_close(run.cgroup.remove)
+
+    enable_params = {"parent": d.base, "controllers for children": " ".join(wanted),
+                     "removes": "run cgroups whose runner is gone"}
+    if d.leaf:
+        enable_params["runner moves to"] = d.leaf + " (no internal processes where controllers are enabled)"
+    return [HostStep("cgroup_delegation", "enable the controllers in the delegated subtree for the runs' cgroups",
+                     enable_params, enable_for_run),
+            HostStep("run_cgroup", "create this run's cgroup and write its limits",
+                     {"path": f"{d.base}/run-<pid>-<n>, fresh for every run, removed after it",
+                      **dict(settings(limits, cpuset)), "files not listed": "the kernel's defaults (max)"},
+                     create_for_run)]
+
+
 def step(d, limits, cpuset):
     from . import launch
     from .step import Step
     if not d:
         return Step("cgroup", "no cgroup: limits by rlimits and sampling (reported as degraded)",
                     {"unavailable": d.reason, "to get one": HOW_TO_DELEGATE}, [])
-    params = {"parent": d.base, "run cgroup": "run-<pid>-<n>, fresh for every run, removed after it",
-              **dict(settings(limits, cpuset)), "files not listed": "the kernel's defaults (max)"}
-    if d.leaf:
-        params["runner moves to"] = d.leaf + " (no internal processes where controllers are enabled)"
-    return Step("cgroup", "a fresh cgroup for this run; the sandbox's init is born in it (CLONE_INTO_CGROUP)",
-                params, [launch.cgroup(launch.RUN_CGROUP)],
+    return Step("cgroup", "the sandbox's init is born in the run's cgroup (CLONE_INTO_CGROUP)",
+                {"cgroup": "the one run_cgroup created"}, [launch.cgroup(launch.RUN_CGROUP)],
                 {"EACCES": "the cgroup is not writable by you: " + HOW_TO_DELEGATE,
                  "EPERM": "the kernel refused to place the sandbox in its cgroup: " + HOW_TO_DELEGATE})

@@ -425,7 +425,7 @@ def main(argv=None):
             sys.stdout.write(USAGE)
             return 0 if argv else EXIT_SANDBOX
         if argv[0] == "--version":
-            from .report import __version__
+            from .version import __version__
             print(f"sandbox {__version__}")
             return 0
         command = COMMANDS.get(argv[0])

@@ -14,7 +14,6 @@ system user in /etc/subuid (65536 ids: `useradd --system sandbox` then
 `usermod --add-subuids 200000-265535 --add-subgids 200000-265535 sandbox`); else
 60000-60999.  The gid is the same number as the uid.
 """
-import fcntl
 import os
 
 from .errors import SetupError
@@ -77,8 +76,23 @@ class Claim:
             self._fd = None
 
 
-def claim():
-    first, last = id_range()
+def step():
+    """The host step that claims a run's id (a root caller's plans have it first)."""
+    from .hoststep import HostStep
+    ids = id_range()
+
+    def act(run):
+        run.host = claim(ids)
+        run.on_close(run.host.release)      # after the run: init and every process of that id are gone
+    return HostStep("host_id", "claim an unprivileged host id for this run (its processes never run as the "
+                               "host's uid 0; no other run holds that id meanwhile)",
+                    {"range": f"{ids[0]}-{ids[1]}", "lock": f"flock on {LOCK_DIR}/<id>, held for the run"}, act)
+
+
+def claim(ids=None):
+    """Claim a free id of `ids` (first, last), default id_range()."""
+    import fcntl                        # (only a root caller's run claims)
+    first, last = ids or id_range()
     try:
         os.makedirs(LOCK_DIR, mode=0o700, exist_ok=True)
     except OSError as e:

@@ -120,12 +120,20 @@ def interact(solution, interactor_argv, *, interactor_profile="py311", interacto
     meets its wall limit (its interactor is given a longer one, so the blame
     falls on the solution); output goes through the runners' relays, which never
     block on a full pipe, so neither side can deadlock the judge."""
-    to_int_r, to_int_w = os.pipe()          # solution stdout -> interactor stdin
-    to_sol_r, to_sol_w = os.pipe()          # interactor stdout -> solution stdin
-    cancel_sol_r, cancel_sol_w = os.pipe()
-    cancel_int_r, cancel_int_w = os.pipe()
+    # the interactor's plan first: a profile error must find no pipe to leak
     int_plan = runner.prepare(interactor_profile, interactor_argv, limits=interactor_limits,
                               binds=[bind(host, inside) for inside, host in (interactor_files or {}).items()])
+    fds = []
+    try:
+        for _ in range(4):
+            fds += os.pipe()
+    except OSError:
+        for fd in fds:
+            os.close(fd)
+        raise
+    (to_int_r, to_int_w,                    # solution stdout -> interactor stdin
+     to_sol_r, to_sol_w,                    # interactor stdout -> solution stdin
+     cancel_sol_r, cancel_sol_w, cancel_int_r, cancel_int_w) = fds
     results, done = {}, {"sol": threading.Event(), "int": threading.Event()}
 
     def side(name, fn):
@@ -178,7 +186,7 @@ def interact(solution, interactor_argv, *, interactor_profile="py311", interacto
 def interactive_verdict(sol, it):
     """Whose fault: the solution's limits first, then the interactor's word (exit 0 AC,
     exit 1 WA, as testlib does), then a solution crash; anything else is the judge's (XX)."""
-    cancelled = sol.message.startswith("stopped by the caller")     # we ended it after the interactor
+    cancelled = sol.cancelled           # we ended it after the interactor
     if sol.status in ("TLE", "MLE", "OLE", "SYS") and not cancelled:
         return sol.status
     if it.status == "OK":

@@ -4,6 +4,8 @@ The order below IS the architecture.  Each step comes from the module that
 owns its concern; this file only decides the sequence, and the launcher
 carries it out exactly in this sequence (see launcher/launcher.c).  Steps up
 to `fork` run in the sandbox's init (pid 1), the rest in the program process.
+The plan's first steps, where they apply, are host steps (hoststep.py): the
+runner carries them out itself, in this order, before it spawns the launcher.
 """
 import os
 
@@ -18,17 +20,18 @@ class Request:
     """What the caller asks for beyond the profile.  Either `argv` (run this
     program) or `script` (a host file, run the way the profile says)."""
     __slots__ = ("argv", "script", "args", "limits", "binds", "env", "cwd", "seccomp", "require_cgroup",
-                 "keep_changes", "keep_workdir", "copies")
+                 "keep_changes", "keep_workdir", "files_in", "scratch")
 
     def __init__(self, argv=None, script=None, args=(), limits=None, binds=(), env=None, cwd=None, seccomp=False,
-                 require_cgroup=False, keep_changes=None, keep_workdir=False, copies=()):
+                 require_cgroup=False, keep_changes=None, keep_workdir=False, files_in=None, scratch=None):
         self.argv, self.script, self.args = argv, script, list(args)
         self.limits, self.binds, self.env, self.cwd = limits or {}, list(binds), env or {}, cwd
         self.seccomp = seccomp      # False: the profile's; None: no filter; else a canonical policy
         self.require_cgroup = require_cgroup
         self.keep_changes = keep_changes    # a directory for an image run's writable layer
         self.keep_workdir = keep_workdir    # hand the working directory (a tmpfs) to the runner: files_out
-        self.copies = list(copies)          # (host file, path inside a tmpfs): copied in, writable
+        self.files_in = files_in            # {path inside: bytes or host path} (files.inputs)
+        self.scratch = scratch              # the host directory where files_in's bytes are written
 
 
 class Plan:
@@ -169,15 +172,24 @@ def build(profile, request):
     effective = limits_mod.effective(profile, request.limits, cgroup=bool(delegation))
     _check_caller_limits(profile, request, effective)
     argv, script = _program(profile, request, env, img)
-    cwd = request.cwd or profile.get("cwd") or config.get("WorkingDir") or "/"
-    binds = mounts.resolve_binds(profile, request.binds, script, request.copies)
+    cwd = request.cwd or profile.get("cwd") or config.get("WorkingDir") or "/"     # the one resolution
+    extra, copies = [], []
+    if request.files_in:
+        from . import files
+        extra, copies = files.inputs(request.files_in, request.scratch, cwd if request.keep_workdir else None)
+    binds = mounts.resolve_binds(profile, request.binds + extra, script, copies)
     policy = profile.get("seccomp") if request.seccomp is False else request.seccomp
     notify_ops, seccomp_step = seccomp.steps(policy)
     root_caller = hostids.caller_is_root()
     inside_ids = _image_user(config) if img else (DEFAULTS["user.uid"], DEFAULTS["user.gid"])
     mount_steps = mounts.steps(profile, binds, img, cwd if request.keep_workdir else None)
     steps = (
-        [cgroup_mod.step(delegation, effective, profile.get("cpuset")),
+        # the runner's own steps on the host, before it spawns the launcher (hoststep.py)
+        ([hostids.step()] if root_caller else [])   # first: the keep-changes directory and the run belong to it
+        + ([_keep_changes_step(img)] if img and img.keep else [])
+        + cgroup_mod.host_steps(delegation, effective, profile.get("cpuset"))
+        # the launcher's, in this order
+        + [cgroup_mod.step(delegation, effective, profile.get("cpuset")),
          userns.step(profile, os.getpid(), inside_ids, root_caller)]
         + mount_steps[:1]                       # mount_namespace: bind sources held with the caller's access
         + userns.sandbox_ids_steps(profile, inside_ids, root_caller)   # then the run's own ids (root caller)
@@ -191,6 +203,13 @@ def build(profile, request):
     )
     return Plan(profile, steps, argv, env, cwd, effective, policy, delegation, img, root_caller,
                 request.keep_workdir)
+
+
+def _keep_changes_step(img):
+    from .hoststep import HostStep
+    return HostStep("keep_changes", "prepare the directory that keeps the run's writable layer (--keep-changes)",
+                    {"directory": img.keep, "creates": "upper/, work/ and changes.json (the image it applies to)"},
+                    lambda run: rootfs.prepare_keep(img.keep, img, run.owner()))
 
 
 def _check_caller_limits(profile, request, effective):

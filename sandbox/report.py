@@ -8,8 +8,7 @@ import os
 from . import limits as limits_mod
 from .errors import EXIT_CANNOT_EXEC, EXIT_NOT_FOUND, EXIT_SANDBOX
 from .units import format_duration, format_size, human_size
-
-from . import __version__
+from .version import __version__
 
 PRECEDENCE = ("XX", "TLE", "MLE", "OLE", "SYS", "SG", "RE", "OK")
 SIGNAMES = {1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS",
@@ -27,8 +26,9 @@ FIELDS = ("status", "message", "exit_code", "signal", "signal_name", "limit_hit"
 
 class Result:
     """What a run did.  Every FIELDS entry is an attribute; `stdout`/`stderr`
-    hold captured bytes (None when relayed)."""
-    __slots__ = FIELDS + ("stdout", "stderr", "exit_status", "files", "file_errors")
+    hold captured bytes (None when relayed); `cancelled`: the caller stopped the run
+    (execute's cancel) and nothing else decided its verdict (SG)."""
+    __slots__ = FIELDS + ("stdout", "stderr", "exit_status", "files", "file_errors", "cancelled")
 
     def __init__(self, **kw):
         for name in self.__slots__:
@@ -131,6 +131,7 @@ def build(plan, o, stdout=None, stderr=None, degraded=(), cgroup=None, cgroup_pa
         profile=plan.profile.name, argv=plan.argv, sandbox_version=__version__,
         stdout=stdout, stderr=stderr)
     result.exit_status = code
+    result.cancelled = status == "SG" and o.killed == "cancelled"
     return result
 
 

@@ -1,9 +1,9 @@
 """profile -> plan -> apply -> report, for one run.  This is `sandbox.run`."""
 import os
 
-from . import cgroup as cgroup_mod, launch, plan as plan_mod, profile as profile_mod, report, rootfs, schema, stdio
+from . import launch, plan as plan_mod, profile as profile_mod, report, schema, stdio
 from .configfiles import unknown_keys
-from .errors import SetupError
+from .hoststep import HostRun, HostStep
 from .supervise import supervise
 
 
@@ -15,10 +15,11 @@ def _limit_overrides(limits, where):
 
 def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), env=None, cwd=None,
             seccomp=None, seccomp_policy=False, require_cgroup=False, keep_changes=None, keep_workdir=False,
-            copies=()):
+            files_in=None, scratch=None):
     """Load the profile and build the plan, checking everything that can be
     checked before anything runs.  `seccomp` (a policy name, path or "none")
     replaces the profile's policy; `seccomp_policy`, an already resolved one.
+    `files_in` (see run) writes its bytes into the directory `scratch`.
     Raises SandboxError subclasses."""
     if not isinstance(profile, profile_mod.Profile):
         profile = profile_mod.load(profile)
@@ -32,7 +33,7 @@ def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), 
                                limits=_limit_overrides(limits, "limits"), binds=parsed_binds,
                                env=dict(env or {}), cwd=cwd, seccomp=policy, require_cgroup=require_cgroup,
                                keep_changes=os.path.abspath(keep_changes) if keep_changes else None,
-                               keep_workdir=keep_workdir, copies=copies)
+                               keep_workdir=keep_workdir, files_in=files_in, scratch=scratch)
     return plan_mod.build(profile, request)
 
 
@@ -52,23 +53,23 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_ti
 
 
 def _execute(plan, stdin, stdout, stderr, cancel, relay_timeout):
-    """execute(), and the working directory's descriptor when the plan keeps it (else None)."""
-    import socket
-    closing, cg, usage, sinks, stdin_, host = [], None, None, [], None, None
-    keep = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if plan.keep_workdir else None
-    workdir = None
+    """execute(), and the working directory's descriptor when the plan keeps it (else None).
+    The plan's host steps first (hoststep.py), in its order, then the launcher with the rest."""
+    closing, usage, sinks, stdin_, keep, workdir = [], None, [], None, None, None
+    run = HostRun()
     try:
         stdin_ = stdio.open_stdin(stdin)
         out_sink = stdio.sink(stdout, "--stdout", closing)
         sinks.append(out_sink)
         err_sink = stdio.sink(stderr, "--stderr", closing)
         sinks.append(err_sink)
-        if plan.host_ids:
-            from . import hostids
-            host = hostids.claim()
-        if plan.rootfs and plan.rootfs.keep:
-            rootfs.prepare_keep(plan.rootfs.keep, plan.rootfs, (host.uid, host.gid) if host else None)
-        cg = _run_cgroup(plan)
+        for step in plan.steps:
+            if isinstance(step, HostStep):
+                step.act(run)
+        cg, host = run.cgroup, run.host
+        if plan.keep_workdir:
+            import socket       # (enum, selectors: only for runs that keep their working directory)
+            keep = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         launched = launch.spawn(plan.encode(cg.path if cg else None, host.uid if host else None), stdin_.fd,
                                 keep[1].fileno() if keep else None)
         stdin_.spawned()
@@ -91,32 +92,15 @@ def _execute(plan, stdin, stdout, stderr, cancel, relay_timeout):
             sink.close()
         for fd in closing:
             os.close(fd)
-        if cg:
-            cg.remove()
         if keep:
             for s in keep:
                 s.close()
-        if host:
-            host.release()          # init and every process of that id are gone: the launcher reaped them
+        run.close()                 # the run's cgroup removed, then its host id released
     degraded = [] if plan.cgroup else ["cgroup"]
-    return report.build(plan, outcome, host_ids=(host.uid, host.gid) if host else None,
+    return report.build(plan, outcome, host_ids=run.owner(),
                         stdout=bytes(out_sink.captured) if out_sink.captured is not None else None,
                         stderr=bytes(err_sink.captured) if err_sink.captured is not None else None,
                         degraded=degraded, cgroup=usage, cgroup_path=cg.path if cg else None), workdir
-
-
-def _run_cgroup(plan):
-    """This run's fresh cgroup, or None without delegation."""
-    if not plan.cgroup:
-        return None
-    cpuset = plan.profile.get("cpuset")
-    error = cgroup_mod.enable(plan.cgroup, cpuset=bool(cpuset))
-    try:
-        if error is None:
-            return cgroup_mod.RunCgroup.create(plan.cgroup.base, plan.limits, cpuset)
-    except OSError as e:
-        error = f"cannot set up a cgroup in {plan.cgroup.base}: {e.strerror}"
-    raise SetupError(error, "cgroup", cgroup_mod.HOW_TO_DELEGATE)
 
 
 def run(profile, argv=None, *, script=None, args=(), stdin=None, stdout=None, stderr=None,
@@ -135,21 +119,18 @@ def run(profile, argv=None, *, script=None, args=(), stdin=None, stdout=None, st
 
     Raises SandboxError (ProfileError, UsageError) for input that cannot run;
     a step that fails while the sandbox is built gives a Result with status XX."""
-    import tempfile
-    from . import files
-    if not isinstance(profile, profile_mod.Profile):
-        profile = profile_mod.load(profile)
-    inside_cwd = cwd or profile.get("cwd") or "/"
-    scratch = tempfile.mkdtemp(prefix="sandbox-in-") if files_in else None
-    workdir = None
+    scratch, workdir = None, None
+    if files_in:
+        import tempfile
+        scratch = tempfile.mkdtemp(prefix="sandbox-in-")
     try:
-        extra, copies = files.inputs(files_in, scratch, inside_cwd if files_out else None)
-        plan = prepare(profile, argv, script=script, args=args, limits=limits, binds=list(binds) + extra, env=env,
-                       cwd=cwd, seccomp=seccomp, require_cgroup=require_cgroup, keep_changes=keep_changes,
-                       keep_workdir=bool(files_out), copies=copies)
+        plan = prepare(profile, argv, script=script, args=args, limits=limits, binds=binds, env=env, cwd=cwd,
+                       seccomp=seccomp, require_cgroup=require_cgroup, keep_changes=keep_changes,
+                       keep_workdir=bool(files_out), files_in=files_in, scratch=scratch)
         result, workdir = _execute(plan, stdin, stdout, stderr, cancel, None)
         if files_out:
-            result.files, result.file_errors = files.outputs(workdir, inside_cwd, files_out,
+            from . import files
+            result.files, result.file_errors = files.outputs(workdir, plan.cwd, files_out,
                                                              files_out_max or files.DEFAULT_OUT_MAX)
         return result
     finally:

@@ -8,6 +8,7 @@ where the guest truly cannot run (not root, no qemu), with the reason.  The host
 part checks the path without delegation."""
 import json
 import os
+import sys
 import warnings
 
 import pytest
@@ -220,7 +221,20 @@ def test_require_cgroup_in_a_profile(sbx):
 
 
 def test_explain_shows_the_cgroup_step(sbx):
+    """What --explain says is what cgroup.discover finds for the test user: on this kind of host
+    (and wherever the suite drops to the test user from root's cgroup) no delegation, and why;
+    with one, the runner's two host steps (the delegation, the run's cgroup with its limits)
+    before the launcher's cgroup step."""
+    found = sbx.user.run([sys.executable, "-c", "from sandbox import cgroup; print(cgroup.discover().reason or '')"])
+    reason = found.stdout.decode().strip()
     r = sbx("run", "--profile", "shell", "--explain", "--", "true")
     text = r.stdout.decode()
-    assert "  1. cgroup" in text
-    assert "unavailable:" in text or "memory.max:" in text
+    assert r.returncode == 0, r.stderr
+    names = [line.split()[1] for line in text.splitlines() if line[:4].strip().rstrip(".").isdigit()]
+    if reason:
+        assert names[0] == "cgroup" and "run_cgroup" not in names and "cgroup_delegation" not in names, names
+        assert "  1. cgroup           no cgroup: limits by rlimits and sampling" in text, text
+        assert f"       unavailable: {reason}\n" in text, text
+    else:
+        assert names[:3] == ["cgroup_delegation", "run_cgroup", "cgroup"], names
+        assert "       memory.max: " in text and "       pids.max: " in text, text

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 import time
 
 import pytest
@@ -340,6 +341,18 @@ def test_keep_changes_and_diff(images, two_layers, backend, box):
     assert r.returncode == 125 and b"is not empty" in r.stderr
 
 
+def test_explain_shows_the_keep_changes_host_step_and_makes_nothing(images, two_layers, box):
+    """The keep-changes directory is a host step of the plan: --explain shows it before the
+    launcher's steps, and runs nothing, so the directory is not made."""
+    keep = os.path.join(box, "kept-explain")
+    r = images("run", "--profile", images.profile(two_layers), "--keep-changes", keep, "--explain", "--", "true")
+    assert r.returncode == 0, r.stderr
+    text = r.stdout.decode()
+    names = [line.split()[1] for line in text.splitlines() if line[:4].strip().rstrip(".").isdigit()]
+    assert "keep_changes" in names[:names.index("cgroup")], names        # before every launcher step
+    assert f"       directory: {keep}\n" in text and "on the host, before the launcher starts" in text, text
+    assert not os.path.exists(keep)
+
 def test_no_mount_or_process_is_left(images, two_layers, backend, user):
     def table():
         with open("/proc/self/mountinfo") as f:
@@ -429,3 +442,28 @@ def test_image_command_errors(images, box):
         text = no_traceback(r)
         assert r.returncode == 125, (args, text)
         assert what in text and "fix:" in text, (args, text)
+
+
+WORKDIR_FILES = """
+import json, sandbox
+r = sandbox.run({profile!r}, ["sh", "-c", "pwd; cat in.txt; echo made > out.txt"],
+                files_in={{"/work/in.txt": b"given"}}, files_out=["/work/out.txt"])
+print(json.dumps({{"status": r.status, "message": r.message, "stdout": (r.stdout or b"").decode(),
+                  "files": {{k: v.decode() for k, v in (r.files or {{}}).items()}}, "errors": r.file_errors}}))
+"""
+
+
+def test_files_in_and_out_use_the_images_working_directory(images, user):
+    """Bug 8: with files_out and a profile without cwd, the working directory is the image's
+    WorkingDir, for the files copied in and read back as for the program."""
+    layers = [kit.busybox_layer(extra=[("work", ("dir",))])]
+    path = images.file("wd.tar")
+    kit.docker_save(path, layers, config=kit.config_for(layers, workdir="/work"))
+    os.chmod(path, 0o644)
+    images.import_("wd", path)
+    profile = images.sbx.script("wd.yaml", json.dumps({"rootfs": {"image": "wd"}, "env": {"PATH": "/bin"}}))
+    r = user.run([sys.executable, "-c", WORKDIR_FILES.format(profile=profile)], env={"SANDBOX_STORE": images.store})
+    assert r.returncode == 0, r.stderr.decode()
+    out = json.loads(r.stdout.decode().splitlines()[-1])
+    assert out["status"] == "OK" and out["stdout"] == "/work\ngiven", out
+    assert out["files"] == {"/work/out.txt": "made\n"} and out["errors"] == [], out

@@ -85,3 +85,22 @@ except SandboxError as e:
 """)
     assert "interpreter gcc-99 is not present on this host" in out["what"]
     assert out["where"] == "cc.yaml: script.interpreter" and "apt install gcc-99" in out["fix"]
+
+
+def test_a_bad_interactor_profile_leaks_no_descriptor(tmp_path, monkeypatch):
+    """Bug 6: the interactor's profile is loaded before the pairs' pipes exist; an error
+    there leaves every descriptor as it was (in-process: nothing is run)."""
+    import os
+    import pytest
+    from sandbox import ProfileError, judge
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    bad = tmp_path / "interactor.yaml"
+    bad.write_text("extends: py311\nhostnme: x\n")
+    art = judge.Artifact(judge.language("py"), b"print(1)\n")
+    try:
+        before = sorted(os.listdir("/proc/self/fd"))
+        with pytest.raises(ProfileError, match="hostnme"):
+            judge.interact(art, ["python3", "-c", "pass"], interactor_profile=str(bad))
+        assert sorted(os.listdir("/proc/self/fd")) == before
+    finally:
+        art.close()

@@ -21,21 +21,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from . import judge0, native
 from .pgstore import Unavailable
+from .apierror import ApiError, error
 from .workers import now
 
 VERSION = "1.13.1"      # the Judge0 API we copy; the SDK picks its language-id table by it
 MAX_PER_PAGE = 1000
 OPEN_PATHS = ("/", "/docs", "/openapi.json", "/api/v1/health", "/docs/oauth2-redirect")
-
-
-class ApiError(Exception):
-    def __init__(self, status, body, headers=None):
-        super().__init__(body)
-        self.status, self.body, self.headers = status, body, headers
-
-
-def error(status, message, **extra):
-    return ApiError(status, {"error": message, **extra})
 
 
 class Guards:
@@ -298,7 +289,7 @@ def routes_judge0(app, state):
 
     @app.get("/about", tags=["Judge0"])
     async def about():
-        from .. import __version__
+        from ..version import __version__
         return {"version": VERSION, "homepage": "sandbox serve (Judge0 v1.13.1 API)",
                 "source_code": f"sandbox {__version__}", "maintainer": "the sandbox project"}
 
@@ -308,7 +299,7 @@ def routes_judge0(app, state):
 
     @app.get("/isolate", tags=["Judge0"], response_class=PlainTextResponse)
     async def isolate():
-        from .. import __version__
+        from ..version import __version__
         return f"sandbox {__version__}: rootless namespaces, seccomp, cgroup v2 when delegated (not isolate)"
 
     @app.get("/license", tags=["Judge0"], response_class=PlainTextResponse)

@@ -127,7 +127,7 @@ VERDICT = {"OK": "AC", "RE": "RE", "SG": "RE", "TLE": "TLE", "MLE": "MLE", "OLE"
 
 
 def routes(app, state):
-    from .app import ApiError, error
+    from .apierror import ApiError, error
     cfg = state.settings.judge0
 
     def invalid(field, message, fix=None):
@@ -252,7 +252,7 @@ def routes(app, state):
 
     @app.get("/api/v1/health", tags=["sandbox"])
     async def health():
-        from .. import __version__
+        from ..version import __version__
         return {"status": "ok", "queue": state.pool.pending(), "workers": state.pool.count,
                 "busy": state.pool.busy, "submissions": state.storage.counts(), "version": __version__}
 

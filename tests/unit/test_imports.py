@@ -4,14 +4,13 @@ than its own.  A layer may import itself and anything below it."""
 import ast
 import os
 
-import pytest
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "sandbox")
 
 # Lowest first.  A new module goes where its imports put it.
 LAYERS = [
     ("foundation", {"sandbox.version", "sandbox.errors", "sandbox.units", "sandbox.step", "sandbox.hoststep"}),
-    ("concerns", {"sandbox.yamlload", "sandbox.profile", "sandbox.seccomp_policy", "sandbox.seccomp", "sandbox.bpf",
+    ("concerns", {"sandbox.yamlload", "sandbox.configfiles", "sandbox.schema", "sandbox.profile", "sandbox.seccomp_policy", "sandbox.seccomp", "sandbox.bpf",
                   "sandbox.limits", "sandbox.cgroup", "sandbox.hostids", "sandbox.namespaces", "sandbox.privileges",
                   "sandbox.userns", "sandbox.mounts", "sandbox.rootfs", "sandbox.image", "sandbox.archive",
                   "sandbox.layers", "sandbox.files", "sandbox.launch", "sandbox.supervise", "sandbox.stdio",
@@ -21,20 +20,6 @@ LAYERS = [
     ("front ends", {"sandbox", "sandbox.__main__", "sandbox.judge", "sandbox.learn", "sandbox.doctor", "sandbox.cli",
                     "sandbox.service.*", "sandbox.ci.*"}),
 ]
-
-# Circles other branches of issue 15 remove; each entry is the circle's modules, sorted.
-KNOWN = {
-    # protocol helper (issue 15 item 1): the overlay probe builds its plan through the launcher module
-    ("sandbox.mounts", "sandbox.plan", "sandbox.rootfs"),
-    # loader helper (issue 15 item 2): one YAML loader; seccomp_policy no longer borrows profile._unknown
-    # and profile._read_yaml (profile -> seccomp -> seccomp_policy -> profile)
-    ("sandbox.profile", "sandbox.seccomp", "sandbox.seccomp_policy"),
-}
-# Upward imports other branches remove: (importer, imported).
-KNOWN_UPWARD = {
-    ("sandbox.rootfs", "sandbox.plan"),     # protocol helper, with the circle above
-}
-
 
 def _modules():
     out = {}
@@ -124,7 +109,7 @@ def test_the_graph_is_read():
     """The reader finds imports of each form: at module level, inside functions, relative, `from . import`."""
     assert "sandbox.plan" in GRAPH["sandbox.runner"]              # from . import ..., plan as plan_mod
     assert "sandbox.hoststep" in GRAPH["sandbox.runner"]          # from .hoststep import ...
-    assert "sandbox.yamlload" in GRAPH["sandbox.profile"]         # inside a function
+    assert "sandbox.yamlload" in GRAPH["sandbox.configfiles"]     # inside a function
     assert "sandbox.errors" in GRAPH["sandbox.service.cli"]       # from ..errors import
     assert "sandbox.version" in GRAPH["sandbox"]                  # the package's own __init__
 
@@ -135,19 +120,12 @@ def test_every_module_has_a_layer():
 
 
 def test_no_import_circle():
-    new = sorted(_circles() - KNOWN)
-    assert not new, f"import circles: {new}"
+    circles = sorted(_circles())
+    assert not circles, f"import circles: {circles}"
 
 
 def test_no_import_from_a_lower_layer_up():
     upward = sorted((a, b) for a in GRAPH for b in GRAPH[a]
                     if _layer(a) is not None and _layer(b) is not None and _layer(b) > _layer(a))
-    new = [f"{a} ({LAYERS[_layer(a)][0]}) imports {b} ({LAYERS[_layer(b)][0]})" for a, b in upward
-           if (a, b) not in KNOWN_UPWARD]
-    assert not new, new
-
-
-@pytest.mark.parametrize("known", sorted(KNOWN))
-def test_each_known_circle_is_still_there(known):
-    """An entry of KNOWN that no longer holds is removed from the list, so that it cannot hide a new one."""
-    assert known in _circles(), f"{known} is gone: remove it from KNOWN"
+    named = [f"{a} ({LAYERS[_layer(a)][0]}) imports {b} ({LAYERS[_layer(b)][0]})" for a, b in upward]
+    assert not named, named

@@ -438,6 +438,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("sandbox: interrupted; the sandbox was killed", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Our reader went away (`sandbox profiles | head -1`): stop as a shell tool does, quietly,
+        # with SIGPIPE's status, and keep the interpreter's final flush from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except Exception as e:   # a bug of ours: say so plainly, traceback only on request
         if os.environ.get("SANDBOX_DEBUG"):
             raise

@@ -1,7 +1,7 @@
 """The command line: running scripts and programs, exit codes, I/O options, profiles commands."""
 import os
 
-from conftest import no_traceback, write
+from conftest import SANDBOX, no_traceback, write
 
 STEP_ORDER = ["cgroup", "user_namespace", "mount_namespace", "root_tmpfs", "binds", "tmpfs", "inner_binds", "proc", "dev",
               "pivot_root", "uts_ipc_net", "fork", "rlimits", "drop_privileges", "setsid", "close_fds",
@@ -166,3 +166,11 @@ def test_help_and_version(sbx):
     assert r.returncode == 0 and b"usage: sandbox run" in r.stdout
     r = sbx("--version")
     assert r.returncode == 0 and r.stdout.startswith(b"sandbox ")
+
+
+def test_a_reader_that_goes_away_is_no_internal_error(user):
+    """`sandbox run --explain | head -1`: the pipe closes under us; we stop quietly, as a shell tool does."""
+    r = user.run(["sh", "-c", f"{SANDBOX} run --profile py311 --explain -- /bin/true | head -1; "
+                              f"{SANDBOX} profiles | head -1"])
+    assert r.returncode == 0 and r.stdout.count(b"\n") == 2, r
+    assert b"internal error" not in r.stderr and b"Traceback" not in r.stderr, r.stderr

@@ -131,13 +131,18 @@ def test_init_rlimit_nofile_lowered_to_nothing_ends_the_run(sbx):
 
 
 def test_init_rlimit_cpu_within_reach_ends_the_run_before_the_kernel_kills_init(sbx):
-    """A hard RLIMIT_CPU of 0 on init (the kernel would SIGKILL it at 1 s of its own CPU, taking
-    the run's accounting with it): init ends the run itself at its next sample, SYS, the
-    program's CPU counted."""
+    """A hard RLIMIT_CPU of 0 on init: the kernel SIGKILLs it at a timer tick that finds it running.
+    Init ends the run itself at its next sample, SYS, the program's CPU counted -- unless that tick
+    comes first (init runs a few hundred microseconds every 10 ms; from inside, the base layer stops
+    the call, so only a process of the caller's own uid outside can race it): then the run is XX,
+    init's death said as such.  Never a verdict of the program's, never a program that goes on."""
     out, rep, _ = attacked(sbx, "burn(0.3)\nready()\nburn(3)\nprint('survived')", "prlimit(init, 0, 0, 0)",
                            "--time", "10")
-    assert rep["status"] == "SYS" and "CPU time limit of the sandbox's init" in rep["message"], rep
     assert b"survived" not in out
+    if rep["status"] == "XX":
+        assert "init died" in rep["message"], rep
+        return
+    assert rep["status"] == "SYS" and "CPU time limit of the sandbox's init" in rep["message"], rep
     assert 0.3 <= rep["cpu_time_s"] < 3, rep
 
 

@@ -431,7 +431,9 @@ def main(argv=None):
         command = COMMANDS.get(argv[0])
         if command is None:
             raise UsageError(f"unknown command {shorten(argv[0], 60)}", "sandbox", "commands: run, learn, image, diff, profiles, check, doctor, serve, worker, grade (see sandbox --help)")
-        return command(argv[1:])
+        status = command(argv[1:])
+        sys.stdout.flush()          # here, so that a reader gone away is caught below, not at exit
+        return status
     except SandboxError as e:
         _print(f"sandbox: error: {e}", sys.stderr)       # a path in it may hold non-UTF-8 bytes
         return e.exit_code

@@ -147,7 +147,12 @@ def main(argv):
     os.chdir(cfg["cwd"])
     if cfg.get("path0"):
         sys.path.insert(0, cfg["path0"])
-    return int(pytest.main(cfg["args"], plugins=[Relay(out, cfg.get("only"), printed)]))
+    # This process imported `sandbox` (this module is in it) before pytest starts, so pytest's
+    # assertion rewriting of installed plugins warns that it cannot rewrite it: harmless (the
+    # plugin does nothing inside), but a project with `filterwarnings = error` (toolz) would
+    # die of it before collecting.  Only that one warning is ignored.
+    quiet = ["-W", "ignore:Module already imported so cannot be rewritten; sandbox:pytest.PytestAssertRewriteWarning"]
+    return int(pytest.main(quiet + cfg["args"], plugins=[Relay(out, cfg.get("only"), printed)]))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,8 @@
 """What the program can and cannot see or touch.  Each test tries it from inside."""
 import os
 import pty
-import subprocess
 
-from conftest import SANDBOX, no_traceback
+from conftest import SANDBOX
 
 EXPECTED_ROOT = {"bin", "box", "dev", "etc", "lib", "lib64", "proc", "sbin", "tmp", "usr"}
 

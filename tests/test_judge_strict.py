@@ -9,8 +9,6 @@ import tempfile
 
 import pytest
 
-from conftest import SANDBOX
-
 SUM_C = r"""
 #include <stdio.h>
 int main(void) { long a, b; if (scanf("%ld %ld", &a, &b) != 2) return 1; printf("%ld\n", a + b); return 0; }

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import SANDBOX
-from sandbox import cli, launch, profile as profile_mod
+from sandbox import cli, launch
 from sandbox.errors import shorten
 
 

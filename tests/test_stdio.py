@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from conftest import REPO, SANDBOX, no_traceback, write
+from conftest import SANDBOX, no_traceback, write
 
 INPUT = "line1\nline2\nthe judge's input, which must survive\n"
 

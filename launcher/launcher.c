@@ -324,20 +324,52 @@ static void restrict_mount(const char *full, const char *rel, int ro) {
 
 /* outmap MODE UIDMAP GIDMAP (the launcher, before clone): init's maps are written from
  * outside, once init exists.  "write": we are root and write them ourselves (a root
- * caller's sandbox runs as an unprivileged host id; init then takes it with `setids`).
- * Root's supplementary groups go first: init inherits our groups, and a user namespace
- * can never drop them. */
+ * caller's sandbox runs as an unprivileged host id; init then takes it with `setids`);
+ * root's supplementary groups go first: init inherits our groups, and a user namespace
+ * can never drop them.  "newidmap": the setuid helpers newuidmap/newgidmap (package
+ * uidmap) map the caller's subordinate ranges, which only they may. */
 static void op_outmap(char **a, int nargs) {
-    if (strcmp(a[0], "write")) fail(EINVAL, "unknown id map mode '%s'", a[0]);
+    int write = !strcmp(a[0], "write");
+    if (!write && strcmp(a[0], "newidmap")) fail(EINVAL, "unknown id map mode '%s'", a[0]);
     snprintf(outmap_mode, sizeof outmap_mode, "%s", a[0]);
     snprintf(outmap_uid, sizeof outmap_uid, "%s", a[1]);
     snprintf(outmap_gid, sizeof outmap_gid, "%s", a[2]);
-    if (setgroups(0, NULL) < 0) fail(errno, "drop supplementary groups");
+    if (write && setgroups(0, NULL) < 0) fail(errno, "drop supplementary groups");
+}
+
+/* newuidmap PID TRIPLES... (or newgidmap), and wait for it. */
+static void run_idmap_tool(const char *tool, pid_t pid, const char *map) {
+    char copy[256], pidtext[24], *argv[40];
+    int n = 0;
+    snprintf(copy, sizeof copy, "%s", map);
+    snprintf(pidtext, sizeof pidtext, "%d", (int)pid);
+    argv[n++] = (char *)tool;
+    argv[n++] = pidtext;
+    for (char *save, *w = strtok_r(copy, " ", &save); w && n < 39; w = strtok_r(NULL, " ", &save)) argv[n++] = w;
+    argv[n] = NULL;
+    pid_t child = fork();
+    if (child < 0) fail(errno, "fork %s", tool);
+    if (child == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) { dup2(null, 0); dup2(null, 1); }
+        execv(tool, argv);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail(EPERM, "%s %s %s refused the subordinate ids (exit %d)", tool, pidtext, map,
+             WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 }
 
 /* In the launcher, right after clone: init's maps, then the go-ahead. */
 static void write_outmap(pid_t pid) {
     char path[64];
+    if (!strcmp(outmap_mode, "newidmap")) {
+        run_idmap_tool("/usr/bin/newuidmap", pid, outmap_uid);
+        run_idmap_tool("/usr/bin/newgidmap", pid, outmap_gid);
+        return;
+    }
     snprintf(path, sizeof path, "/proc/%d/setgroups", (int)pid);
     write_file(path, "deny");
     snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
@@ -353,8 +385,18 @@ static void write_outmap(pid_t pid) {
 static void op_setids(char **a, int nargs) {
     gid_t gid = (gid_t)num(a[1]);
     uid_t uid = (uid_t)num(a[0]);
+    /* With subordinate ids init is uid 0 inside, and leaving uid 0 would drop the capabilities
+     * it still needs for the mounts: keep them (the program drops its own later). */
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0) fail(errno, "PR_SET_KEEPCAPS");
     if (setresgid(gid, gid, gid) < 0) fail(errno, "setresgid(%s)", a[1]);
     if (setresuid(uid, uid, uid) < 0) fail(errno, "setresuid(%s)", a[0]);
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct caps[2];
+    if (syscall(SYS_capget, &hdr, caps) < 0) fail(errno, "capget");
+    caps[0].effective = caps[0].permitted;          /* KEEPCAPS keeps permitted, clears effective */
+    caps[1].effective = caps[1].permitted;
+    if (syscall(SYS_capset, &hdr, caps) < 0) fail(errno, "capset");
+    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
     /* A change of uid makes a process non-dumpable; init's own /proc files must stay
      * its own until fork (it writes them during setup). */
     prctl(PR_SET_DUMPABLE, 1);
@@ -641,19 +683,29 @@ static void op_rlimitcap(char **a, int nargs) {
     if (setrlimit(res, &rl) < 0) fail(errno, "setrlimit(%s, %s)", a[0], a[1]);
 }
 
+/* caps KEEP (hex mask): drop every capability but KEEP.  KEEP is 0 but for a profile with
+ * subordinate ids, where uid 0 inside keeps the file-ownership set (chown, setuid...) over
+ * its own user namespace's files and ids. */
 static void op_caps(char **a, int nargs) {
-    /* Bounding set first (needs CAP_SETPCAP, which we still have), then lock
-     * the securebits so that even uid 0 inside gains nothing on exec, then
-     * clear ambient, permitted, effective and inheritable. */
+    unsigned long long keep = strtoull(a[0], NULL, 16);
+    /* Bounding set first (needs CAP_SETPCAP, which we still have), then lock the
+     * securebits so that (with nothing kept) even uid 0 inside gains nothing on exec,
+     * then clear ambient and inheritable, and permitted and effective but KEEP. */
     for (int cap = 0; cap <= 63; cap++)
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) fail(errno, "drop capability %d from the bounding set", cap);
-    int bits = SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
-               SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+        if (!(keep >> cap & 1) && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            fail(errno, "drop capability %d from the bounding set", cap);
+    /* With a kept set, uid 0 gets it at exec and a change to another uid drops it, as
+     * package managers expect; without one, no uid ever gets anything. */
+    int bits = keep ? SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED
+                    : SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
+                      SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE | SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
     if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0) fail(errno, "set securebits");
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL) fail(errno, "clear ambient capabilities");
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2];
     memset(data, 0, sizeof data);
+    data[0].permitted = data[0].effective = (unsigned)(keep & 0xffffffffu);
+    data[1].permitted = data[1].effective = (unsigned)(keep >> 32);
     if (syscall(SYS_capset, &hdr, data) < 0) fail(errno, "capset");
 }
 
@@ -1726,7 +1778,7 @@ static const struct op_def {
     {"chdir", 1, 0, op_chdir},          {"sample", 1, 0, op_sample},        {"keepdir", 1, 0, op_keepdir},
     {"notify", 2, 0, op_notify},        {"fork", 0, 0, op_fork},            {"rlimit", 3, 0, op_rlimit},
     {"rlimitcap", 2, 0, op_rlimitcap},  {"oomadj", 1, 0, op_oomadj},        {"nnp", 0, 0, op_nnp},
-    {"caps", 0, 0, op_caps},            {"setsid", 0, 0, op_setsid},        {"closefds", 0, 0, op_closefds},
+    {"caps", 1, 0, op_caps},            {"setsid", 0, 0, op_setsid},        {"closefds", 0, 0, op_closefds},
     {"pdeathsig", 0, 0, op_pdeathsig},  {"seccomp", 1, 0, op_seccomp},      {"exec", 2, 1, op_exec},
 };
 #define NOPS ((int)(sizeof OPS / sizeof *OPS))

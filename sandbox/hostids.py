@@ -36,14 +36,17 @@ def caller_is_root():
         return True
 
 
-def _subordinate_block(user="sandbox", path="/etc/subuid"):
+def subordinate_range(names, path="/etc/subuid", most=65536):
+    """(first, last) of the first range in `path` (/etc/subuid, /etc/subgid: NAME:START:COUNT)
+    whose NAME is one of `names` (a user's name or its number), at most `most` ids; or None."""
     try:
         with open(path) as f:
             for line in f:
                 name, _, rest = line.strip().partition(":")
                 start, _, count = rest.partition(":")
-                if name == user and start.isascii() and start.isdigit() and count.isascii() and count.isdigit():
-                    return int(start), int(start) + min(int(count), 65536) - 1
+                if name in names and start.isascii() and start.isdigit() and count.isascii() and count.isdigit() \
+                        and int(count) > 0:
+                    return int(start), int(start) + min(int(count), most) - 1
     except OSError:
         pass
     return None
@@ -59,7 +62,7 @@ def id_range():
             raise SetupError(f"{ENV}={text[:40]!r} is not a range of host ids", ENV,
                              "write FIRST-LAST with 0 < FIRST <= LAST, e.g. 60000-60999")
         return int(first), int(last)
-    return _subordinate_block() or DEFAULT_RANGE
+    return subordinate_range(("sandbox",)) or DEFAULT_RANGE
 
 
 class Claim:

@@ -134,7 +134,8 @@ def cgroup(path):
 
 
 def outmap(mode, uid_map, gid_map):
-    """Init's id maps, written by the launcher from outside once init exists (mode "write": a root caller)."""
+    """Init's id maps, written by the launcher from outside once init exists (mode "write": a root
+    caller; "newidmap": an unprivileged caller's subordinate ranges, through newuidmap/newgidmap)."""
     return _op("outmap", mode, uid_map, gid_map)
 
 
@@ -281,9 +282,9 @@ def nnp():
     return _op("nnp")
 
 
-def caps():
-    """Drop every capability and lock the securebits."""
-    return _op("caps")
+def caps(keep=0):
+    """Drop every capability but the mask `keep` (0: all, and lock the securebits)."""
+    return _op("caps", f"{int(keep):x}")
 
 
 def setsid():

@@ -197,7 +197,8 @@ def build(profile, request):
         + [namespaces.step(profile),            # uts_ipc_net
            _fork_step(cwd, notify_ops, request.keep_workdir),
            limits_mod.step(effective)]
-        + privileges.steps()                    # drop_privileges, setsid, close_fds, die_with_parent
+        + privileges.steps(userns.SUBORDINATE_CAPS if userns.subordinate(profile) else 0)
+                                                # drop_privileges, setsid, close_fds, die_with_parent
         + [seccomp_step,                        # last before exec, after no_new_privs
            _exec_step(argv, env)]
     )

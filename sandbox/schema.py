@@ -319,6 +319,10 @@ KEYS = (
         shown="the image's User, else `caller`"),
     Key("user.gid", _id, "caller", "id or `caller`", "the group id inside (`caller`: the caller's own id)",
         shown="the image's User, else `caller`"),
+    Key("user.map", _choice("single", "subordinate"), "single", "`single` or `subordinate`",
+        "`single`: only your own id is mapped; `subordinate`: inside 0 is you and 1-65535 your /etc/subuid and "
+        "/etc/subgid ranges (newuidmap), and uid 0 inside keeps the file-ownership capabilities, for software "
+        "that needs several users (package managers, chown)"),
     Key("hostname", _hostname, "sandbox", "at most 64 bytes", "the hostname inside (own UTS namespace)"),
     Key("network", _choice("none", "host"), "none", "`none` or `host`",
         "`none`: a new network namespace with only lo; `host`: the host's"),

@@ -8,7 +8,8 @@ sandbox sees its own cgroup as / (no host cgroup paths, nothing above it).
 """
 import os
 
-from . import launch
+from . import hostids, launch
+from .errors import ProfileError
 from .step import Step
 
 CLONE_NEWUSER = 0x10000000
@@ -40,19 +41,64 @@ HINTS = {
 }
 
 
+# What uid 0 inside keeps with subordinate ids (user.map: subordinate): ownership of its own
+# namespace's files and ids -- CAP_CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID, KILL,
+# SETGID, SETUID -- as package managers and chown need; nothing over mounts, the network or
+# the kernel (no CAP_SYS_ADMIN, NET_ADMIN...).  Namespaced: they reach only files whose
+# owner is mapped (yours and your subordinate ids) and the sandbox's own processes.
+SUBORDINATE_CAPS = sum(1 << cap for cap in range(8))
+
+
+def subordinate(profile):
+    return profile.get("user", {}).get("map") == "subordinate"
+
+
 def ids(profile, default=("caller", "caller")):
-    """(uid inside, uid outside, gid inside, gid outside); `default` when the profile says nothing."""
+    """(uid inside, uid outside, gid inside, gid outside); `default` when the profile says nothing.
+    With subordinate ids the caller is uid 0 inside (`caller` means 0)."""
     uid, gid = os.getuid(), os.getgid()
     user = profile.get("user", {})
     inside_uid = user.get("uid", default[0])
     inside_gid = user.get("gid", default[1])
-    return (uid if inside_uid == "caller" else inside_uid, uid,
-            gid if inside_gid == "caller" else inside_gid, gid)
+    me_uid, me_gid = (0, 0) if subordinate(profile) else (uid, gid)
+    return (me_uid if inside_uid == "caller" else inside_uid, uid,
+            me_gid if inside_gid == "caller" else inside_gid, gid)
+
+
+def subordinate_maps(profile):
+    """The id maps newuidmap/newgidmap write: inside 0 is the caller, 1-65535 its ranges."""
+    import pwd
+    uid, gid = os.getuid(), os.getgid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    where = f"{profile.origin('user.map')}: user.map"
+    if hostids.caller_is_root():
+        raise ProfileError("a root caller's runs are mapped to a claimed unprivileged host id, not to subordinate "
+                           "ranges", where, "run as an unprivileged user with a subordinate range, or drop "
+                           "user.map")
+    for tool in ("newuidmap", "newgidmap"):
+        if not os.access(f"/usr/bin/{tool}", os.X_OK):
+            raise ProfileError(f"/usr/bin/{tool} is not installed", where, "apt install uidmap")
+    maps = []
+    for path, own in (("/etc/subuid", uid), ("/etc/subgid", gid)):
+        found = hostids.subordinate_range((name, str(uid)), path, 65535)
+        if found is None:
+            raise ProfileError(f"{name} has no subordinate range in {path}", where,
+                               f"as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name} "
+                               f"(the line '{name}:100000:65536' in /etc/subuid and /etc/subgid)")
+        maps.append(f"0 {own} 1 1 {found[0]} {found[1] - found[0] + 1}")
+    return maps
 
 
 def step(profile, runner_pid, default_ids=("caller", "caller"), root_caller=False):
     uid_in, uid_out, gid_in, gid_out = ids(profile, default_ids)
-    if root_caller:
+    if subordinate(profile):
+        uid_map, gid_map = subordinate_maps(profile)
+        mapping = [launch.outmap("newidmap", uid_map, gid_map)]
+        params = {"uid map": uid_map, "gid map": gid_map, "uid": f"{uid_in} inside"}
+    elif root_caller:
         # The host's root never runs untrusted code: the sandbox's user is an unprivileged
         # host id claimed for this run (hostids.py), mapped by the launcher from outside.
         mapping = [launch.outmap("write", f"{uid_in} {launch.HOST_ID} 1", f"{gid_in} {launch.HOST_ID} 1")]
@@ -69,7 +115,7 @@ def step(profile, runner_pid, default_ids=("caller", "caller"), root_caller=Fals
                   "nested user namespaces": "disabled (user.max_user_namespaces = 0 inside)",
                   "per-user caps": ", ".join(f"{k} {v}" for k, v in USER_CAPS)},
         [launch.ppid(runner_pid)]
-        + (mapping + [clone] if root_caller else [clone] + mapping)
+        + (mapping + [clone] if root_caller or subordinate(profile) else [clone] + mapping)
         # max_user_namespaces 0 means nothing inside can create another user
         # namespace (and with it regain capabilities over new mount or network
         # namespaces: kernel attack surface).
@@ -79,11 +125,13 @@ def step(profile, runner_pid, default_ids=("caller", "caller"), root_caller=Fals
 
 
 def sandbox_ids_steps(profile, default_ids, root_caller):
-    """A root caller's init takes the sandbox's mapped ids once the bind sources are held
-    (opened with root's access, as any caller's own files are): every mount point, tmpfs
-    and process after that belongs to the run's unprivileged host id."""
-    if not root_caller:
+    """Where the map is written from outside, init starts as the caller and takes the sandbox's
+    ids once the bind sources are held (opened with the caller's access, as any caller's own
+    files are): every mount point, tmpfs and process after that belongs to the sandbox's user --
+    a root caller's claimed host id, or (subordinate ids) the profile's uid in its range."""
+    if not (root_caller or subordinate(profile)):
         return []
     uid_in, _, gid_in, _ = ids(profile, default_ids)
-    return [Step("sandbox_ids", "init becomes the sandbox's user (the run's unprivileged host id outside)",
+    outside = "a subordinate id unless 0" if subordinate(profile) else "the run's unprivileged host id outside"
+    return [Step("sandbox_ids", f"init becomes the sandbox's user ({outside})",
                  {"uid": uid_in, "gid": gid_in}, [launch.setids(uid_in, gid_in)])]

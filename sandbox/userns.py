@@ -49,6 +49,22 @@ HINTS = {
 SUBORDINATE_CAPS = sum(1 << cap for cap in range(8))
 
 
+_cap_ops = None
+
+
+def _user_cap_ops():
+    """The USER_CAPS sysctls this kernel has (one directory listing, once a process: the set of
+    /proc/sys/user files does not change while we run; each plan used to stat every one)."""
+    global _cap_ops
+    if _cap_ops is None:
+        try:
+            present = set(os.listdir("/proc/sys/user"))
+        except OSError:
+            present = set()
+        _cap_ops = [launch.sysctl(f"/proc/sys/user/{name}", value) for name, value in USER_CAPS if name in present]
+    return _cap_ops
+
+
 def subordinate(profile):
     return profile.get("user", {}).get("map") == "subordinate"
 
@@ -119,8 +135,7 @@ def step(profile, runner_pid, default_ids=("caller", "caller"), root_caller=Fals
         # max_user_namespaces 0 means nothing inside can create another user
         # namespace (and with it regain capabilities over new mount or network
         # namespaces: kernel attack surface).
-        + [launch.sysctl(f"/proc/sys/user/{name}", value) for name, value in USER_CAPS
-           if os.path.exists(f"/proc/sys/user/{name}")],
+        + _user_cap_ops(),
         HINTS)
 
 

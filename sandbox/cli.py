@@ -386,15 +386,22 @@ def cmd_doctor(argv):
     return doctor.main(argv)
 
 
-def _serve(argv):
-    # The judging service is an extra (FastAPI, uvicorn, psutil): imported only here.
+def _service_command(command, module, needs):
+    """`sandbox serve` / `sandbox worker`: the service extra's modules are imported only here,
+    and one that is missing is a clear error saying how to get it."""
+    import importlib
     try:
-        from .service import cli as service_cli
-        import fastapi, uvicorn, psutil  # noqa: F401
+        for name in needs:
+            importlib.import_module(name)
+        entry = importlib.import_module(f"sandbox.service.{module}")
     except ImportError as e:
-        raise UsageError(f"sandbox serve needs the service extra ({e.name} is not installed)", "sandbox serve",
-                         "pip install 'sandbox[service]'") from None
-    return service_cli.main(argv)
+        raise UsageError(f"sandbox {command} needs the service extra ({e.name} is not installed)",
+                         f"sandbox {command}", "pip install 'sandbox[service]'") from None
+    return entry.main
+
+
+def _serve(argv):
+    return _service_command("serve", "cli", ("fastapi", "uvicorn", "psutil"))(argv)
 
 
 def cmd_grade(argv):
@@ -403,14 +410,8 @@ def cmd_grade(argv):
 
 
 def _worker(argv):
-    # `sandbox worker`: the distributed judge's worker, the service extra with Dramatiq, redis, psycopg.
-    try:
-        from .service import worker as service_worker
-        import dramatiq, redis, psycopg, psutil  # noqa: F401
-    except ImportError as e:
-        raise UsageError(f"sandbox worker needs the service extra ({e.name} is not installed)", "sandbox worker",
-                         "pip install 'sandbox[service]'") from None
-    return service_worker.main(argv)
+    # the distributed judge's worker: the extra's Dramatiq, redis and psycopg too
+    return _service_command("worker", "worker", ("dramatiq", "redis", "psycopg", "psutil"))(argv)
 
 
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,

@@ -9,6 +9,8 @@ import tempfile
 
 import pytest
 
+from test_seccomp import PRELUDE     # raw system calls from Python, as there
+
 SUM_C = r"""
 #include <stdio.h>
 int main(void) { long a, b; if (scanf("%ld %ld", &a, &b) != 2) return 1; printf("%ld\n", a + b); return 0; }
@@ -233,13 +235,6 @@ def test_threads_count_against_the_processes_limit(sbx, progs):
     assert rep["status"] == "RE" and b"can't start new thread" in r.stderr, rep
 
 
-PRELUDE = ("import ctypes, os, sys\n"
-           "libc = ctypes.CDLL(None, use_errno=True)\n"
-           "sc = libc.syscall\nsc.restype = ctypes.c_long\n"
-           "def call(*a):\n"
-           "    r = sc(*[ctypes.c_long(x) for x in a])\n"
-           "    return r if r >= 0 else -ctypes.get_errno()\n"
-           "print('before', flush=True)\n")
 THREAD_FLAGS = 0x3d0f00             # what glibc's pthread_create passes to clone
 
 # (call that judge-strict kills, the name in the report)

@@ -17,7 +17,9 @@ import itertools
 import os
 import time
 
+from . import hostfacts
 from .errors import SetupError
+from .step import Delegation
 
 CONTROLLERS = ("memory", "pids", "cpu")
 HOW_TO_DELEGATE = ("start it in a delegated cgroup: systemd-run --user --scope -p Delegate=yes sandbox run ...; "
@@ -37,11 +39,10 @@ def _write(path, value):
 
 def _mount_point():
     try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                left, _, right = line.partition(" - ")
-                if right.split(" ", 1)[0] == "cgroup2":
-                    return left.split()[4]
+        for line in hostfacts.read("/proc/self/mountinfo").splitlines():
+            left, _, right = line.partition(" - ")
+            if right.split(" ", 1)[0] == "cgroup2":
+                return left.split()[4]
     except OSError:
         pass
     return None
@@ -49,23 +50,12 @@ def _mount_point():
 
 def _own_cgroup():
     try:
-        for line in _read("/proc/self/cgroup").splitlines():
+        for line in hostfacts.read("/proc/self/cgroup").splitlines():
             if line.startswith("0::"):
                 return line[3:]
     except OSError:
         pass
     return None
-
-
-class Delegation:
-    """The subtree runs may use (`base`), or why there is none (`reason`)."""
-    __slots__ = ("base", "reason", "leaf")
-
-    def __init__(self, base=None, reason=None, leaf=None):
-        self.base, self.reason, self.leaf = base, reason, leaf   # leaf: where the runner must move first
-
-    def __bool__(self):
-        return self.base is not None
 
 
 def discover(parent=None):
@@ -78,14 +68,14 @@ def discover(parent=None):
         if own is None:
             return Delegation(reason="this process is in no cgroup v2 hierarchy (a cgroup v1-only host)")
         base = os.path.normpath(mount + own)
-        if os.path.basename(base) == "supervisor" and os.access(f"{os.path.dirname(base)}/cgroup.procs", os.W_OK):
+        if os.path.basename(base) == "supervisor" and hostfacts.access(f"{os.path.dirname(base)}/cgroup.procs", os.W_OK):
             base = os.path.dirname(base)        # already in our own leaf (an earlier runner put us here)
     else:
         base = parent if parent.startswith("/") else os.path.join(mount, parent)   # relative: to the mount
         if not (base + "/").startswith(mount.rstrip("/") + "/"):
             return Delegation(reason=f"cgroup_parent {base} is not inside the cgroup2 mount {mount}")
     try:
-        available = _read(f"{base}/cgroup.controllers").split()
+        available = hostfacts.read(f"{base}/cgroup.controllers").split()
     except OSError as e:
         return Delegation(reason=f"cannot read {base}: {e.strerror}")
     missing = [c for c in CONTROLLERS if c not in available]
@@ -93,7 +83,7 @@ def discover(parent=None):
         return Delegation(reason=f"the controllers {', '.join(missing)} are not available in {base} "
                                  f"(cgroup.controllers: {' '.join(available) or 'none'})")
     for name in ("cgroup.procs", "cgroup.subtree_control"):
-        if not os.access(f"{base}/{name}", os.W_OK):
+        if not hostfacts.access(f"{base}/{name}", os.W_OK):
             return Delegation(reason=f"{base} is not delegated to this user ({name} is not writable)")
     d = Delegation(base)
     own = _own_cgroup()

@@ -17,6 +17,7 @@ profile is cached imports neither it nor `re`.
 """
 import os
 
+from . import hostfacts
 from .errors import ProfileError, did_you_mean, shorten
 
 BUILTIN_DIRS = (
@@ -46,7 +47,7 @@ POLICY = Kind("seccomp policy", "policies", "seccomp", "check the path, or use a
 # ------------------------------------------------------------------ finding files
 
 def builtin_dir(kind=PROFILE):
-    d = next((d for d in BUILTIN_DIRS if os.path.isdir(d)), BUILTIN_DIRS[0])
+    d = next((d for d in BUILTIN_DIRS if hostfacts.isdir(d)), BUILTIN_DIRS[0])
     return os.path.join(d, kind.subdir) if kind.subdir else d
 
 
@@ -66,12 +67,12 @@ def locate(ref, kind=PROFILE, relative_to=None, where="--profile"):
     directory of the file that names it, else the working directory) or a built-in name."""
     if is_path(ref):
         path = os.path.abspath(ref if os.path.isabs(ref) or relative_to is None else os.path.join(relative_to, ref))
-        if not os.path.isfile(path):
+        if not hostfacts.isfile(path):
             raise ProfileError(f"{kind.noun} file {path if len(path) < 300 else shorten(path, 60)} does not exist",
                                where, kind.path_fix)
         return path
     path = os.path.join(builtin_dir(kind), ref + ".yaml")
-    if not os.path.isfile(path):
+    if not hostfacts.isfile(path):
         names = builtin_names(kind)
         close = did_you_mean(ref[:80], names)
         raise ProfileError(f"no built-in {kind.noun} named {shorten(ref, 60)}", where,
@@ -105,8 +106,8 @@ def read_mapping(path, kind=PROFILE):
 
 def stamp(path):
     """What the cache compares to tell that a file did not change: (path, mtime, size)."""
-    st = os.stat(path)
-    return path, st.st_mtime_ns, st.st_size
+    _, size, mtime = hostfacts.stat(path)
+    return path, mtime, size
 
 
 def unchanged(stamps):
@@ -150,14 +151,14 @@ def cache_path(*parts):
     return os.path.join(base, "sandbox", *parts)
 
 
-def write_atomic(path, data):
-    """Write the bytes `data` to `path` through a temporary file beside it and a
-    rename; missing directories are made private (0700: a cache tells what a user
-    runs).  Raises OSError; the temporary file never stays behind."""
+def write_atomic(path, data, mode=0o644):
+    """Write the bytes `data` to `path` (a file of `mode`, less the umask) through a
+    temporary file beside it and a rename; missing directories are made private (0700:
+    a cache tells what a user runs).  Raises OSError; the temporary file never stays behind."""
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "wb") as f:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode), "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -168,10 +169,10 @@ def write_atomic(path, data):
         raise
 
 
-def write_cache(path, data):
+def write_cache(path, data, mode=0o644):
     """write_atomic for a cache, which is an optimisation: an unwritable home only costs time."""
     try:
-        write_atomic(path, data)
+        write_atomic(path, data, mode)
         return True
     except OSError:
         return False

@@ -16,6 +16,7 @@ system user in /etc/subuid (65536 ids: `useradd --system sandbox` then
 """
 import os
 
+from . import hostfacts
 from .errors import SetupError
 
 LOCK_DIR = "/run/sandbox/host-ids"
@@ -30,8 +31,7 @@ def caller_is_root():
     if os.geteuid() != 0:
         return False
     try:
-        with open("/proc/self/uid_map") as f:
-            return f.read().split() == ["0", "0", "4294967295"]
+        return hostfacts.read("/proc/self/uid_map").split() == ["0", "0", "4294967295"]
     except OSError:
         return True
 
@@ -40,8 +40,7 @@ def subordinate_range(names, path="/etc/subuid", most=65536):
     """(first, last) of the first range in `path` (/etc/subuid, /etc/subgid: NAME:START:COUNT)
     whose NAME is one of `names` (a user's name or its number), at most `most` ids; or None."""
     try:
-        with open(path) as f:
-            for line in f:
+        for line in hostfacts.read(path).splitlines():
                 name, _, rest = line.strip().partition(":")
                 start, _, count = rest.partition(":")
                 if name in names and start.isascii() and start.isdigit() and count.isascii() and count.isdigit() \

@@ -100,7 +100,7 @@ class Store:
     def _load(self, name, where):
         try:
             with open(os.path.join(self.images, name + ".marshal"), "rb") as f:
-                return marshal.load(f)
+                return marshal.loads(f.read())
         except (FileNotFoundError, EOFError, ValueError, TypeError):
             pass
         try:

@@ -29,6 +29,7 @@ MAX_SLOTS = 256         # launcher.c MAX_SLOTS: bind sources and image layers he
 # Per-run values: a plan is built once and may run many times; each run
 # substitutes its own at encode().  A NUL marks them: no real argument has one.
 RUN_CGROUP = "\0cgroup\0"      # the whole argument: this run's fresh cgroup directory
+RUNNER_PID = "\0pid\0"         # the whole argument: the process that runs the plan (the launcher dies with it)
 HOST_ID = "\0hostid\0"         # inside an argument: the unprivileged host id a root caller's run claimed
 
 
@@ -46,6 +47,8 @@ def encode(ops, cgroup_path=None, host_id=None):
             if "\0" in a:              # a per-run value goes here (else: a NUL, refused below)
                 if a == RUN_CGROUP:
                     a = cgroup_path
+                elif a == RUNNER_PID:
+                    a = str(os.getpid())
                 elif host_id is not None:
                     a = a.replace(HOST_ID, str(host_id))
             a = os.fsencode(a)

@@ -16,7 +16,7 @@ No RLIMIT_AS backstop then: it breaks runtimes that reserve address space
 """
 import math
 
-from . import launch
+from . import hostfacts, launch
 from .step import Step
 from .units import format_duration, format_size
 
@@ -90,10 +90,10 @@ def above_caller(limits):
     """(key, asked, hard) for the first rlimit above the caller's own hard limit, or None.  setrlimit
     would refuse it (EPERM) inside the sandbox: raising a hard limit needs CAP_SYS_RESOURCE in the
     host's user namespace, which no sandbox has, so the plan refuses it before anything runs."""
-    import resource
+    callers = hostfacts.hard_limits()
     for key, res, _, hard in _rlimits(limits):
-        caller = resource.getrlimit(res)[1]
-        if caller != resource.RLIM_INFINITY and hard > caller:
+        caller = callers[res]
+        if caller != -1 and hard > caller:          # -1: unlimited (RLIM_INFINITY)
             return key, hard, caller
     return None
 

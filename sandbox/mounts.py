@@ -14,7 +14,7 @@ Order matters and is fixed here:
 """
 import os
 
-from . import launch
+from . import hostfacts, launch
 from .errors import ProfileError, UsageError
 from .namespaces import CLONE_NEWNS
 from .schema import DEFAULTS
@@ -28,7 +28,7 @@ ROOT_BASES = ("/tmp", "/mnt", "/media", "/srv", "/var/tmp")
 
 def root_base(sources):
     for base in ROOT_BASES:
-        if os.path.isdir(base) and not os.path.islink(base) and \
+        if hostfacts.isdir(base) and not hostfacts.islink(base) and \
                 not any(_under(p, base) for p in sources):
             return base
     return ROOT_BASES[0]
@@ -65,8 +65,8 @@ def resolve_binds(profile, extra=(), script=None, copies=()):
     binds = []
     for i, b in enumerate(profile.get("rootfs", {}).get("binds", [])):
         where = f"{profile.origin('rootfs.binds')}: rootfs.binds[{i}]"
-        if os.path.islink(b["src"]) and b["src"] == b["dst"]:
-            binds.append(Bind(b["src"], b["dst"], symlink=os.readlink(b["src"]), origin=where))
+        if hostfacts.islink(b["src"]) and b["src"] == b["dst"]:
+            binds.append(Bind(b["src"], b["dst"], symlink=hostfacts.readlink(b["src"]), origin=where))
             continue
         if _source_ok(b, where, ProfileError):
             binds.append(Bind(b["src"], b["dst"], b["rw"], origin=where))
@@ -85,7 +85,7 @@ def resolve_binds(profile, extra=(), script=None, copies=()):
 
 def _source_ok(b, where, error):
     try:
-        os.stat(b["src"])
+        hostfacts.stat(b["src"])
         return True
     except PermissionError:
         raise error(f"bind source {b['src']} is not accessible to you (permission denied on the way to it)", where,
@@ -147,7 +147,7 @@ def steps(profile, binds, img=None, workdir=None):
                            "bind a common parent directory instead of many paths")
     # bind sources are opened before the build mount can hide them; only fuse-overlayfs
     # re-resolves paths (the image's layers), so only those need resolving here
-    base = root_base([b.src for b in held] + [os.path.realpath(p) for _, p in layers])
+    base = root_base([b.src for b in held] + [hostfacts.realpath(p) for _, p in layers])
     if img:
         root = rootfs.root_step(img, layers, base)
     else:

@@ -10,10 +10,10 @@ runner carries them out itself, in this order, before it spawns the launcher.
 import os
 
 from . import limits as limits_mod
-from . import cgroup as cgroup_mod, hostids, launch, mounts, namespaces, privileges, rootfs, seccomp, userns
+from . import cgroup as cgroup_mod, hostfacts, hostids, launch, mounts, namespaces, privileges, rootfs, seccomp, userns
 from .errors import EXIT_NOT_FOUND, ProfileError, SetupError, UsageError
 from .schema import DEFAULTS
-from .step import Step
+from .step import Plan, Step
 
 
 class Request:
@@ -34,44 +34,10 @@ class Request:
         self.scratch = scratch              # the host directory where files_in's bytes are written
 
 
-class Plan:
-    __slots__ = ("profile", "steps", "argv", "env", "cwd", "limits", "seccomp", "cgroup", "rootfs", "host_ids",
-                 "keep_workdir")
-
-    def __init__(self, profile, steps, argv, env, cwd, limits, seccomp, cgroup, rootfs=None, host_ids=False,
-                 keep_workdir=False):
-        self.profile, self.steps, self.argv, self.env, self.cwd, self.limits = profile, steps, argv, env, cwd, limits
-        self.seccomp = seccomp
-        self.cgroup = cgroup        # a cgroup.Delegation: where each run's cgroup goes, or why none
-        self.rootfs = rootfs        # a rootfs.ImageRoot when / is an image
-        self.host_ids = host_ids    # True: each run claims an unprivileged host id (a root caller)
-        self.keep_workdir = keep_workdir    # the launcher sends the working directory's fd back (fd 7)
-
-    def ops(self):
-        """(op, step) pairs in execution order; the launcher reports failures by op index."""
-        return [(o, s) for s in self.steps for o in s.ops]
-
-    def encode(self, cgroup_path=None, host_id=None):
-        """The launcher's input; `cgroup_path` is this run's fresh cgroup, `host_id` the
-        unprivileged host id a root caller's run claimed (hostids.py)."""
-        return launch.encode([o for s in self.steps for o in s.ops], cgroup_path, host_id)
-
-    def explain(self):
-        chain = " <- ".join(os.path.basename(p) for p in self.profile.chain)
-        lines = [f"plan for profile {self.profile.name} ({chain}), {len(self.steps)} steps, in this order:"]
-        for i, s in enumerate(self.steps, 1):
-            lines.append(f"{i:3}. {s.name:<16} {s.summary}")
-            for key, value in s.params.items():
-                if isinstance(value, list):
-                    value = ", ".join(map(str, value)) or "(none)"
-                lines.append(f"       {key}: {value}")
-        return "\n".join(lines)
-
-
 def _which(name, path):
     for d in path.split(":"):
         candidate = os.path.join(d or ".", name)
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+        if hostfacts.isfile(candidate) and hostfacts.access(candidate, os.X_OK):
             return candidate
     return None
 
@@ -91,7 +57,7 @@ def check_interpreter(profile, env, img=None):
             raise ProfileError(f"interpreter {prog} is not in the image {img.image['name']} (searched PATH={path})",
                                where, "build or import an image that has it, or change the interpreter")
         return
-    found = os.path.exists(prog) if "/" in prog else _which(prog, path) is not None
+    found = hostfacts.exists(prog) if "/" in prog else _which(prog, path) is not None
     if not found:
         raise ProfileError(f"interpreter {prog} is not present on this host"
                            + ("" if "/" in prog else f" (searched PATH={path})"), where,
@@ -115,7 +81,7 @@ def _program(profile, request, env, img=None):
     if request.script is None:
         raise UsageError("nothing to run", "sandbox run", "give a SCRIPT, or -- PROGRAM [ARGS]")
     script = os.path.abspath(request.script)
-    if not os.path.isfile(script):
+    if not hostfacts.isfile(script):
         raise UsageError(f"script {request.script} does not exist", "sandbox run",
                          "check the path (it is read from the host and bound read-only into the sandbox)",
                          exit_code=EXIT_NOT_FOUND)
@@ -190,7 +156,7 @@ def build(profile, request):
         + cgroup_mod.host_steps(delegation, effective, profile.get("cpuset"))
         # the launcher's, in this order
         + [cgroup_mod.step(delegation, effective, profile.get("cpuset")),
-         userns.step(profile, os.getpid(), inside_ids, root_caller)]
+         userns.step(profile, launch.RUNNER_PID, inside_ids, root_caller)]
         + mount_steps[:1]                       # mount_namespace: bind sources held with the caller's access
         + userns.sandbox_ids_steps(profile, inside_ids, root_caller)   # then the run's own ids (root caller)
         + mount_steps[1:]                       # root_tmpfs ... pivot_root

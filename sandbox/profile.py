@@ -21,7 +21,6 @@ from . import configfiles
 # builtin_dir and builtin_names: the built-in profiles, for `sandbox profiles` and the service
 from .configfiles import PROFILE, builtin_dir, builtin_names, is_path, unknown_keys  # noqa: F401
 from .errors import ProfileError
-from .schema import DEFAULTS, SCHEMA
 
 SCHEMA_VERSION = 4          # 3: bounded values (input); 4: seccomp rules in first-match order, child first
 
@@ -89,6 +88,7 @@ def _layer(path):
     raw = configfiles.read_mapping(path, PROFILE)
     origins = {}
     try:
+        from .schema import SCHEMA         # (a cached profile needs no schema)
         layer = _validate(raw, SCHEMA, "", origins, path)
     except ProfileError as e:
         e.where = f"{name}: {e.where}"
@@ -105,6 +105,7 @@ def _resolve(ref, where):
         data = _merge(data, layer)
         origins.update(layer_origins)
     data.pop("extends", None)
+    from .schema import DEFAULTS
     data["seccomp"] = resolve_seccomp(data.get("seccomp", DEFAULTS["seccomp"]), origins.get("seccomp"), files)
     return _drop_nulls(data), origins, files, chain
 
@@ -128,7 +129,7 @@ def _cache_file(path):
 def _from_cache(path):
     try:
         with open(_cache_file(path), "rb") as f:
-            entry = marshal.load(f)
+            entry = marshal.loads(f.read())
         return entry if entry[0] == SCHEMA_VERSION and configfiles.unchanged(entry[1]) else None
     except (OSError, EOFError, ValueError, TypeError, IndexError):
         return None

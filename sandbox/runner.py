@@ -1,13 +1,14 @@
 """profile -> plan -> apply -> report, for one run.  This is `sandbox.run`."""
 import os
 
-from . import launch, plan as plan_mod, profile as profile_mod, report, schema, stdio
-from .configfiles import unknown_keys
+from . import launch, report, stdio
 from .hoststep import HostRun, HostStep
 from .supervise import supervise
 
 
 def _limit_overrides(limits, where):
+    from . import schema
+    from .configfiles import unknown_keys
     checks = schema.SCHEMA["limits"]
     unknown_keys(limits or {}, checks, where)
     return {key: checks[key](value, f"{where}.{key}") for key, value in (limits or {}).items()}
@@ -21,6 +22,9 @@ def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), 
     replaces the profile's policy; `seccomp_policy`, an already resolved one.
     `files_in` (see run) writes its bytes into the directory `scratch`.
     Raises SandboxError subclasses."""
+    # Building a plan imports every module that contributes a step: here, not at the top, so
+    # that a run whose plan comes from plancache.py (the CLI) imports none of them.
+    from . import plan as plan_mod, profile as profile_mod, schema
     if not isinstance(profile, profile_mod.Profile):
         profile = profile_mod.load(profile)
     policy = seccomp_policy

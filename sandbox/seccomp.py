@@ -30,7 +30,7 @@ import marshal
 import os
 import zlib
 
-from . import configfiles
+from . import configfiles, hostfacts
 from .errors import ProfileError
 from .launch import ERR_FD, NOTIFY_FD    # what the program process uses after loading the filter
 
@@ -145,9 +145,9 @@ def _library_id():
     """Which libseccomp's syscall table numbered a cached filter, without importing a binding."""
     for d in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/lib64", "/usr/lib", "/lib"):
         path = os.path.join(d, "libseccomp.so.2")
-        if os.path.exists(path):
-            real = os.path.realpath(path)
-            return f"{real}:{os.stat(real).st_size}"
+        if hostfacts.exists(path):
+            real = hostfacts.realpath(path)
+            return f"{real}:{hostfacts.stat(real)[1]}"
     return "unknown"
 
 
@@ -204,7 +204,7 @@ def compiled(policy, known=None):
     lib = _library_id() if policy else "-"
     try:
         with open(path, "rb") as f:
-            entry = marshal.load(f)
+            entry = marshal.loads(f.read())
         if entry[0] == key and entry[1] == lib and not os.environ.get("SANDBOX_NO_BPF_CACHE"):
             return entry[2]
     except (OSError, EOFError, ValueError, TypeError, IndexError):
@@ -244,7 +244,7 @@ def syscall_name(nr, arch):
     """'mount' for (165, 'x86_64'); None if unknown.  Reads the table cached at compile time."""
     try:
         with open(_names_file(), "rb") as f:
-            names = marshal.load(f)
+            names = marshal.loads(f.read())
     except (OSError, EOFError, ValueError):
         try:
             known = known_syscalls()

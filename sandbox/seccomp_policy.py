@@ -8,7 +8,7 @@ sandbox/configfiles.py's, the same for policies as for profiles."""
 import errno as errno_mod
 import os
 
-from . import configfiles
+from . import configfiles, hostfacts
 from .configfiles import POLICY, unknown_keys
 from .errors import ProfileError, did_you_mean, shorten
 from .seccomp import KILL, LOW32, compiled, known_syscalls
@@ -225,7 +225,7 @@ def _check_notifications(rules, origins, default):
 def _layer(path, known, count):
     """One policy file -> ({"default"?, "rules", "origins", "remove"}, rules counted so
     far, raw mapping), everything in it checked."""
-    name, size = os.path.basename(path), os.stat(path).st_size
+    name, size = os.path.basename(path), hostfacts.stat(path)[1]
     if size > MAX_FILE_BYTES:
         _fail(name, f"the policy file is {size} bytes, more than {MAX_FILE_BYTES}: more rules than "
               "the kernel's 4096-instruction filter can hold", "merge rules into syscalls: [...] lists, or use "

@@ -8,7 +8,7 @@ sandbox sees its own cgroup as / (no host cgroup paths, nothing above it).
 """
 import os
 
-from . import hostids, launch
+from . import hostfacts, hostids, launch
 from .errors import ProfileError
 from .step import Step
 
@@ -58,7 +58,7 @@ def _user_cap_ops():
     global _cap_ops
     if _cap_ops is None:
         try:
-            present = set(os.listdir("/proc/sys/user"))
+            present = set(hostfacts.listdir("/proc/sys/user"))
         except OSError:
             present = set()
         _cap_ops = [launch.sysctl(f"/proc/sys/user/{name}", value) for name, value in USER_CAPS if name in present]
@@ -83,19 +83,15 @@ def ids(profile, default=("caller", "caller")):
 
 def subordinate_maps(profile):
     """The id maps newuidmap/newgidmap write: inside 0 is the caller, 1-65535 its ranges."""
-    import pwd
     uid, gid = os.getuid(), os.getgid()
-    try:
-        name = pwd.getpwuid(uid).pw_name
-    except KeyError:
-        name = str(uid)
+    name = hostfacts.user_name(uid) or str(uid)
     where = f"{profile.origin('user.map')}: user.map"
     if hostids.caller_is_root():
         raise ProfileError("a root caller's runs are mapped to a claimed unprivileged host id, not to subordinate "
                            "ranges", where, "run as an unprivileged user with a subordinate range, or drop "
                            "user.map")
     for tool in ("newuidmap", "newgidmap"):
-        if not os.access(f"/usr/bin/{tool}", os.X_OK):
+        if not hostfacts.access(f"/usr/bin/{tool}", os.X_OK):
             raise ProfileError(f"/usr/bin/{tool} is not installed", where, "apt install uidmap")
     maps = []
     for path, own in (("/etc/subuid", uid), ("/etc/subgid", gid)):

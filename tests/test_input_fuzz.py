@@ -13,7 +13,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from sandbox import cli, profile as profile_mod, yamlload
+from sandbox import cli, profile as profile_mod, schema, yamlload
 from sandbox.errors import SandboxError
 
 BUILTINS = {name: yamlload.load(os.path.join(profile_mod.builtin_dir(), name + ".yaml"))
@@ -27,7 +27,7 @@ def _paths(schema, prefix=()):
             yield from _paths(check, prefix + (key,))
 
 
-KEY_PATHS = sorted(_paths(profile_mod.SCHEMA)) + [("tmpfs", "/tmp"), ("tmpfs", "/tmp", "size"),
+KEY_PATHS = sorted(_paths(schema.SCHEMA)) + [("tmpfs", "/tmp"), ("tmpfs", "/tmp", "size"),
                                                   ("tmpfs", "/tmp", "mode"), ("tmpfs", "/tmp", "inodes"),
                                                   ("env", "PATH"), ("env", "X"), ("nonsense",)]
 NASTY = ["", " ", "unlimited", "none", "inf", "²", "１２M", "٣", "12", "0", "-1", "3", "1e999", "600h", "500h",
@@ -220,7 +220,7 @@ def test_cli_option_values_give_ok_or_a_clear_error(workdir, capsys, options):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
           database=None)
-@given(limits=st.dictionaries(st.sampled_from(sorted(profile_mod.SCHEMA["limits"])),
+@given(limits=st.dictionaries(st.sampled_from(sorted(schema.SCHEMA["limits"])),
                               SCALARS | st.integers(-10**400, 10**400) | st.floats(), min_size=1, max_size=3))
 @example(limits={"cpus": 10**400})
 @example(limits={"open_files": "9" * 30})

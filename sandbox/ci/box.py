@@ -16,7 +16,7 @@ import tempfile
 import threading
 
 import sandbox
-from sandbox import profile as profile_mod
+from sandbox import profile as profile_mod, schema
 
 TREE_SRC = "/run/sandbox-ci/tree"
 INNER_MARK = "SANDBOX_CI_INNER"      # set inside: sandbox_run says plainly that sandboxes do not nest
@@ -71,7 +71,7 @@ def derive(profile, tree, size):
     """The profile plus a tmpfs at the tree's path (validated by the profile schema)."""
     base = profile if isinstance(profile, profile_mod.Profile) else profile_mod.load(profile)
     tmpfs = dict(base.get("tmpfs", {}))
-    tmpfs.update(profile_mod.SCHEMA["tmpfs"]({tree: {"size": size, "mode": "0755", "inodes": 1 << 20}},
+    tmpfs.update(schema.SCHEMA["tmpfs"]({tree: {"size": size, "mode": "0755", "inodes": 1 << 20}},
                                              "--sandbox-tree-size"))
     return changed(base, tmpfs=tmpfs)
 

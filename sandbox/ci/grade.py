@@ -95,9 +95,9 @@ def _parse(argv):
 
 def check_limit(key, value, where="--limit"):
     """Refused here, naming the option, rather than by the first run."""
-    from sandbox import profile as profile_mod
+    from sandbox import schema
     from sandbox.errors import ProfileError, did_you_mean
-    checks = profile_mod.SCHEMA["limits"]
+    checks = schema.SCHEMA["limits"]
     if key not in checks:
         raise UsageError(f"unknown limit {key!r}", where, did_you_mean(key, checks, f"limits: {', '.join(checks)}"))
     try:

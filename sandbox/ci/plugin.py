@@ -109,8 +109,8 @@ class Options:
 
 
 def parse_limits(items, where):
-    from sandbox import profile as profile_mod
-    keys = profile_mod.SCHEMA["limits"]
+    from sandbox import schema
+    keys = schema.SCHEMA["limits"]
     limits = {}
     for item in items:
         key, eq, value = item.partition("=")

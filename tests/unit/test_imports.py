@@ -9,13 +9,13 @@ PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 
 # Lowest first.  A new module goes where its imports put it.
 LAYERS = [
-    ("foundation", {"sandbox.version", "sandbox.errors", "sandbox.units", "sandbox.step", "sandbox.hoststep"}),
-    ("concerns", {"sandbox.yamlload", "sandbox.configfiles", "sandbox.schema", "sandbox.profile", "sandbox.seccomp_policy", "sandbox.seccomp", "sandbox.bpf",
+    ("foundation", {"sandbox.version", "sandbox.errors", "sandbox.units", "sandbox.hostfacts"}),
+    ("concerns", {"sandbox.step", "sandbox.hoststep", "sandbox.yamlload", "sandbox.configfiles", "sandbox.schema", "sandbox.profile", "sandbox.seccomp_policy", "sandbox.seccomp", "sandbox.bpf",
                   "sandbox.limits", "sandbox.cgroup", "sandbox.hostids", "sandbox.namespaces", "sandbox.privileges",
                   "sandbox.userns", "sandbox.mounts", "sandbox.rootfs", "sandbox.image", "sandbox.archive",
                   "sandbox.layers", "sandbox.files", "sandbox.launch", "sandbox.supervise", "sandbox.stdio",
                   "sandbox.lookout"}),
-    ("plan", {"sandbox.plan", "sandbox.report"}),
+    ("plan", {"sandbox.plan", "sandbox.report", "sandbox.plancache"}),
     ("runner", {"sandbox.runner"}),
     ("front ends", {"sandbox", "sandbox.__main__", "sandbox.judge", "sandbox.learn", "sandbox.doctor", "sandbox.cli",
                     "sandbox.service.*", "sandbox.ci.*"}),

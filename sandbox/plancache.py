@@ -52,8 +52,8 @@ def lookup(request):
     """The kept plan for `request` (the keyword arguments of runner.prepare), or None."""
     if not enabled():
         return None
-    key = _key(request)
     try:
+        key = _key(request)             # (OSError: the working directory is gone)
         with open(_slot(key), "rb") as f:
             st = os.fstat(f.fileno())
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
@@ -92,10 +92,11 @@ def store(request, plan):
     payload = ([(s.name, s.ops, s.hints) for s in plan.steps], (p.name, p.path, p.chain),
                plan.argv, plan.env, plan.cwd, plan.limits, plan.seccomp, plan.cgroup.reason)
     try:
-        data = marshal.dumps((_key(request), facts, payload))
-    except ValueError:          # something that is not plain data: build it every time
+        key = _key(request)
+        data = marshal.dumps((key, facts, payload))
+    except (OSError, ValueError):   # no working directory any more; something not plain data
         return
-    configfiles.write_cache(_slot(_key(request)), data, 0o600)   # lookup() trusts no other mode
+    configfiles.write_cache(_slot(key), data, 0o600)    # lookup() trusts no other mode
 
 
 def _plan(payload):

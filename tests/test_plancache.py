@@ -111,3 +111,12 @@ def test_the_unit_tests_hold_as_the_unprivileged_user(user, box):
     r = user.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", copy], cwd=box, timeout=300)
     out = r.stdout.decode()
     assert r.returncode == 0 and "skipped" not in out, out
+
+
+def test_a_working_directory_that_is_gone_runs_as_without_the_cache(sbx, user, box):
+    gone = os.path.join(box, "gone")
+    script = f'mkdir "{gone}" && cd "{gone}" && rmdir "{gone}" && exec "$0" "$@"'
+    argv = ["/bin/sh", "-c", script, SANDBOX, "run", "--profile", "shell", "--", "/bin/echo", "ok"]
+    kept, fresh = user.run(argv), user.run(argv, env=NO_CACHE)
+    assert (kept.returncode, kept.stdout, kept.stderr) == (fresh.returncode, fresh.stdout, fresh.stderr) \
+        == (0, b"ok\n", b""), kept.stderr

@@ -19,6 +19,12 @@ import uses.  Neutralised: device nodes (dropped:
 the sandbox brings its own /dev), setuid/setgid bits (cleared), ownership (all
 files belong to the importing user; inside they belong to the sandbox user).
 
+The tar's ownership is not lost: every entry the tar gives to someone other than 0:0 is
+recorded (`owners`, kept as layers/<diff_id>.owners), and a run with `user: {map:
+subordinate}` gets a copy of the layer that carries it (idlayers.py).  Hard links are not
+recorded (they share their target's inode, and its owner); whiteouts and dropped devices
+neither.
+
 OCI whiteouts are converted to what kernel overlayfs reads in a user
 namespace (`userxattr`), which fuse-overlayfs reads too:
   .wh.NAME      -> a character device 0/0 named NAME (unprivileged mknod may make this one)
@@ -176,10 +182,11 @@ def _remove(dfd, name):
     os.unlink(name, dir_fd=dfd)
 
 
-def extract(stream, dest, where, caps):
+def extract(stream, dest, where, caps, owners=None):
     """Unpack the tar `stream` into the empty directory `dest`, within `caps`
     ((bytes, entries), from limits()).  Returns (sha256 hex of the uncompressed
-    tar, its size, a summary dict)."""
+    tar, its size, a summary dict).  `owners`, a list: (path, uid, gid) of every
+    entry the tar does not give to 0:0 is appended to it."""
     max_bytes, max_entries = caps
     h = HashingReader(stream)
     tree = _Tree(dest, where)
@@ -224,6 +231,9 @@ def extract(stream, dest, where, caps):
                         _entry(tar, m, base, parts[-1], dfd, tree, dir_modes, summary, where)
                     finally:
                         os.close(dfd)
+                    if owners is not None and (m.uid, m.gid) != (0, 0) and not base.startswith(WHITEOUT) \
+                            and (m.isdir() or m.isfile() or m.issym() or m.isfifo()):
+                        owners.append((key, m.uid, m.gid))
                 except OSError as e:
                     raise LayerError(f"entry {shorten(m.name)} cannot be unpacked: {e.strerror or e}", where,
                                      "the image is malformed, or the store's filesystem refused it "
@@ -237,6 +247,8 @@ def extract(stream, dest, where, caps):
     finally:
         tree.close()
     summary["entries"], summary["cost"] = entries, cost
+    if owners is not None:
+        summary["owned"] = len(owners)
     return h.sha.hexdigest(), h.size, summary
 
 

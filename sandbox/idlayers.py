@@ -6,7 +6,7 @@ with the default single-id map use, unchanged and at no extra cost.  A run with 
 layer the tar gives to anyone but 0:0, a copy whose entries carry the tar's owners, made once
 per mapping and kept in the store:
 
-    layers/<diff_id>.owners             the tar's owners (layers.py records them at import)
+    owners/<diff_id>                    the tar's owners (layers.py records them at import)
     layers/<diff_id>.ids-<KEY>/root     the layer with those owners, for the mapping KEY (the
                                         uid and gid maps, e.g. u0-1000-1-1-100000-65535_g...)
     layers/<diff_id>.ids-<KEY>.lock     flock while it is made: one process copies, others wait
@@ -14,7 +14,7 @@ per mapping and kept in the store:
 The copy is made, and removed, by idtree.py as uid 0 of a user namespace with that mapping
 (idhelper.py): only there can the caller chown to its subordinate ids, or remove what they own.
 A layer whose tar gives everything to 0:0 needs no copy (inside 0 is the caller, who owns the
-flattened layer); a layer imported before ownership was recorded (no .owners) is used flattened
+flattened layer); a layer imported before ownership was recorded (no owners/ file) is used flattened
 -- re-import the image for its owners.  Ids above what the mapping covers become 65534
 (idtree.py), as the kernel shows an id a namespace does not map.
 """
@@ -28,15 +28,11 @@ def key(ids):
     return "ids-u" + "-".join(uid_map.split()) + "_g" + "-".join(gid_map.split())
 
 
-def _owners(store, diff_id):
-    return store.layer_path(diff_id) + ".owners"
-
-
 def needs_copy(store, diff_id):
     """Does the tar give some entry of this layer to anyone but 0:0?  False also for a layer
     imported before owners were recorded (it is used flattened)."""
     try:
-        return os.stat(_owners(store, diff_id)).st_size > 0
+        return os.stat(store.owners_path(diff_id)).st_size > 0
     except FileNotFoundError:
         return False
 
@@ -68,7 +64,7 @@ def ensure(store, diff_ids, ids, where="owned_layers"):
             try:
                 idhelper.run(["copy", "/src", "/stage/root", "/owners", str(idhelper.top_id(ids[0])),
                               str(idhelper.top_id(ids[1]))],
-                             [(store.layer_path(diff_id), "/src", False), (_owners(store, diff_id), "/owners", False),
+                             [(store.layer_path(diff_id), "/src", False), (store.owners_path(diff_id), "/owners", False),
                               (stage, "/stage", True)], f"{where}: layer sha256:{diff_id[:12]}")
                 os.rename(stage, container)                 # the container is the caller's: no write needed
             except BaseException:

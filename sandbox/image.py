@@ -5,8 +5,8 @@ shared between images.
     $SANDBOX_STORE (default $XDG_DATA_HOME/sandbox, i.e. ~/.local/share/sandbox)
       layers/<diff_id>/        one unpacked layer, named by the sha256 of its uncompressed tar
       layers/<diff_id>.json    its size and what the import did to it
-      layers/<diff_id>.owners  the tar's owners of its entries not 0:0
-      layers/<diff_id>.ids-*/  copies with those owners, one per subordinate mapping (idlayers.py)
+      layers/<diff_id>.ids-*/  copies with the tar's owners, one per subordinate mapping (idlayers.py)
+      owners/<diff_id>         the tar's owners of the layer's entries not 0:0 (layers.py)
       images/<name>.json       layers (bottom first), config (Env, Cmd, WorkingDir, User), source
 
 Image names are identifiers, never paths (check_name, the one place a name
@@ -81,13 +81,17 @@ class Store:
         self.layers = os.path.join(self.root, "layers")
         self.images = os.path.join(self.root, "images")
         self.tmp = os.path.join(self.root, "tmp")
+        self.owners = os.path.join(self.root, "owners")
 
     def _dirs(self):
-        for d in (self.layers, self.images, self.tmp):
+        for d in (self.layers, self.images, self.tmp, self.owners):
             os.makedirs(d, mode=0o755, exist_ok=True)
 
     def layer_path(self, diff_id):
         return os.path.join(self.layers, diff_id)
+
+    def owners_path(self, diff_id):
+        return os.path.join(self.owners, diff_id)
 
     def names(self):
         try:
@@ -150,7 +154,10 @@ class Store:
                 elif os.path.isdir(path):
                     copies.append(path)      # a copy with the tar's owners (idlayers.py): subordinate ids
                 else:
-                    os.unlink(path)          # .json, .owners, a copy's .lock
+                    os.unlink(path)          # .json, a copy's .lock
+        for diff_id in os.listdir(self.owners) if os.path.isdir(self.owners) else []:
+            if diff_id not in used:
+                os.unlink(self.owners_path(diff_id))
         if copies:
             from . import idlayers
             idlayers.remove(copies, "sandbox image rm")
@@ -203,7 +210,7 @@ class Store:
             if work and not os.path.isdir(dest):
                 with open(dest + ".json", "w") as f:
                     json.dump({"size": size, "import": summary}, f)
-                os.replace(work + ".owners", dest + ".owners")
+                os.replace(work + ".owners", self.owners_path(diff_id))
                 try:
                     os.rename(work, dest)
                 except OSError:

@@ -20,7 +20,7 @@ the sandbox brings its own /dev), setuid/setgid bits (cleared), ownership (all
 files belong to the importing user; inside they belong to the sandbox user).
 
 The tar's ownership is not lost: every entry the tar gives to someone other than 0:0 is
-recorded (`owners`, kept as layers/<diff_id>.owners), and a run with `user: {map:
+recorded (`owners`, kept in the store as owners/<diff_id>), and a run with `user: {map:
 subordinate}` gets a copy of the layer that carries it (idlayers.py).  Hard links are not
 recorded (they share their target's inode, and its owner); whiteouts and dropped devices
 neither.

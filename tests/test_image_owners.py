@@ -15,11 +15,12 @@ from conftest import no_traceback, write
 OWNED = [("etc/shadow", ("file", b"root:*:1::::::\n", 0o640)), ("var", ("dir",)), ("var/cache", ("dir",)),
          ("var/cache/partial", ("dir", 0o700)), ("var/cache/partial/f", b"apt's\n"), ("home", ("dir",)),
          ("home/u", ("dir", 0o750)), ("home/u/f", b"u's\n"), ("home/u/ln", ("symlink", "f")),
-         ("home/u/hard", ("link", "home/u/f")), ("far", b"x\n"), ("farther", b"y\n")]
+         ("home/u/hard", ("link", "home/u/f")), ("far", b"x\n"), ("farther", b"y\n"),
+         ("suid", ("file", b"#!/bin/sh\n", 0o6755)), ("dev", ("dir",)), ("dev/sda", ("chr", 8, 0))]
 OWNERS = {"etc/shadow": (0, 42), "var/cache/partial": (42, 0), "var/cache/partial/f": (42, 65534),
           "home/u": (1000, 1000), "home/u/f": (1000, 1000), "home/u/ln": (1000, 42),
           "home/u/hard": (7, 7),          # a hard link takes its target's owner (the tar's link header is not used)
-          "far": (70000, 70000), "farther": (2 ** 31, 5)}    # beyond the mapping: the overflow id 65534
+          "far": (70000, 70000), "farther": (2 ** 31, 5), "suid": (1000, 42), "dev/sda": (42, 42)}    # beyond the mapping: the overflow id 65534
 PATHS = ["/etc/shadow", "/var/cache/partial", "/var/cache/partial/f", "/home/u", "/home/u/f", "/home/u/ln",
          "/home/u/hard", "/far", "/farther", "/etc/motd"]
 EXPECT = ["0 42", "42 0", "42 65534", "1000 1000", "1000 1000", "1000 42", "1000 1000", "65534 65534",
@@ -88,6 +89,13 @@ def _stat(store, p, paths=PATHS):
 def test_subordinate_runs_see_the_tars_owners_and_single_runs_the_flattened_layer(store, user, backend):
     store.add("owned", [imagekit.busybox_layer(OWNED, OWNERS)])
     assert _stat(store, store.profile("owned", backend)) == EXPECT
+    # no setuid or setgid bit, no device node, with the owners too
+    assert _stat(store, store.profile("owned", backend), ["/suid"]) == ["1000 42"]
+    r, rep = store.run("run", "--profile", store.profile("owned", backend), "--", "stat", "-c", "%a", "/suid")
+    assert r.stdout == b"755\n", (r.stdout, rep)
+    assert not os.path.lexists(os.path.join(store.layers_dir(), [e for e in os.listdir(store.layers_dir())
+                                                                 if ".ids-" in e and "lock" not in e][0],
+                                            "root", "dev", "sda"))
     # on the host, the copy's files belong to the caller (0) and its subordinate ids (n: start + n - 1)
     start = _subrange(user)
     copies = [e for e in os.listdir(store.layers_dir()) if ".ids-" in e and not e.endswith(".lock")]

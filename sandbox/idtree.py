@@ -32,12 +32,19 @@ class Refused(Exception):
     pass
 
 
-def open_dir(root_fd, parts):
-    """A descriptor of root/parts, no component followed if it is a symlink."""
+def open_dir(root_fd, parts, make=False):
+    """A descriptor of root/parts, no component followed if it is a symlink (ELOOP); `make`:
+    a missing directory is made (0755)."""
     fd = os.dup(root_fd)
     try:
         for p in parts:
-            nxt = os.open(p, O_DIR, dir_fd=fd)
+            try:
+                nxt = os.open(p, O_DIR, dir_fd=fd)
+            except FileNotFoundError:
+                if not make:
+                    raise
+                os.mkdir(p, 0o755, dir_fd=fd)
+                nxt = os.open(p, O_DIR, dir_fd=fd)
             os.close(fd)
             fd = nxt
         return fd

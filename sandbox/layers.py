@@ -37,6 +37,7 @@ import stat
 import tarfile
 
 from .errors import SandboxError, shorten
+from .idtree import O_DIR, open_dir
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -45,7 +46,6 @@ MAX_LAYER_ENTRIES = 1_000_000       # default of SANDBOX_MAX_LAYER_ENTRIES
 ENTRY_COST = 4096                   # what an entry costs before its data: an inode, a directory's block
 MAX_HEADER_BYTES = 1 << 20          # a PAX or GNU long-name header is read whole into memory: bound it
 MAX_MTIME = 1 << 40                 # seconds; beyond (or inf, nan) no filesystem stores it
-O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class LayerError(SandboxError):
@@ -146,24 +146,12 @@ class _Tree:
 
     def parent(self, parts, name):
         """An fd of the directory that holds parts[-1], creating directories on the way."""
-        fd = os.dup(self.root_fd)
         try:
-            for comp in parts[:-1]:
-                try:
-                    nxt = os.open(comp, O_DIR, dir_fd=fd)
-                except FileNotFoundError:                      # a directory the tar never listed
-                    os.mkdir(comp, 0o755, dir_fd=fd)
-                    nxt = os.open(comp, O_DIR, dir_fd=fd)
-                except OSError as e:
-                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise LayerError(f"entry {shorten(name)} goes through a symlink or a file ({shorten(comp)})", self.where,
-                                         "the image is malformed or hostile; do not use it") from None
-                    raise
-                os.close(fd)
-                fd = nxt
-            return fd
-        except BaseException:
-            os.close(fd)
+            return open_dir(self.root_fd, parts[:-1], make=True)      # directories the tar never listed: made
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise LayerError(f"entry {shorten(name)} goes through a symlink or a file ({shorten(e.filename)})",
+                                 self.where, "the image is malformed or hostile; do not use it") from None
             raise
 
     def close(self):

@@ -137,16 +137,17 @@ def _ids_tag(img):
     return "host id of a root caller's run" if caller_is_root() else "caller"
 
 
-def _check_keep(keep, img):
+def _check_keep(keep, img=None):
     """--keep-changes DIR must be a new or empty directory, or hold the changes of an earlier
     run on the same image with the same ids (they go on: True).  Checked when the plan is built."""
     try:
         if not (os.path.lexists(keep) and os.listdir(keep)):
             return False
-        if _continues(keep, img):
+        if img is not None and _continues(keep, img):
             return True
-        raise UsageError(f"{keep} is not empty (nor the kept changes of a run on {img.image['name']} with the same "
-                         "ids)", "--keep-changes", "give a new or empty directory")
+        raise UsageError(f"{keep} is not empty" + (f" (nor the kept changes of a run on {img.image['name']} with "
+                                                   "the same ids)" if img else ""), "--keep-changes",
+                         "give a new or empty directory")
     except OSError as e:                               # a file, or a directory we cannot read
         raise UsageError(f"{keep} cannot hold the kept changes: {e.strerror}", "--keep-changes",
                          "give a new or empty directory you can write") from None

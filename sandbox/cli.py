@@ -18,6 +18,7 @@ usage: sandbox run --profile NAME|PATH [options] SCRIPT [ARGS...]
                                         build a Debian image without root (mmdebstrap, unshare mode)
        sandbox image ls | inspect NAME | rm NAME
        sandbox diff DIR                 what a run kept with --keep-changes DIR added, changed, deleted
+       sandbox rm-changes DIR           remove a --keep-changes DIR (also files of your subordinate ids)
        sandbox profiles                 list built-in profiles
        sandbox profiles show NAME|PATH  print a profile fully resolved (after extends)
        sandbox profiles keys            every key a profile may hold: type, default, meaning
@@ -339,6 +340,15 @@ def cmd_diff(argv):
     return 0
 
 
+def cmd_rm_changes(argv):
+    from . import rootfs
+    if len(argv) != 1:
+        raise UsageError("rm-changes takes one directory", "sandbox rm-changes",
+                         "use: sandbox rm-changes DIR (from --keep-changes DIR)")
+    rootfs.remove_kept(argv[0])
+    return 0
+
+
 def cmd_profiles(argv):
     from . import profile as profile_mod
     if not argv:
@@ -422,7 +432,7 @@ def _worker(argv):
 
 COMMANDS = {"run": cmd_run, "learn": cmd_learn, "profiles": cmd_profiles, "check": cmd_check, "image": cmd_image,
             "serve": _serve, "worker": _worker,
-            "diff": cmd_diff, "doctor": cmd_doctor, "grade": cmd_grade}
+            "diff": cmd_diff, "rm-changes": cmd_rm_changes, "doctor": cmd_doctor, "grade": cmd_grade}
 
 
 def entry():

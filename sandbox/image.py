@@ -5,6 +5,8 @@ shared between images.
     $SANDBOX_STORE (default $XDG_DATA_HOME/sandbox, i.e. ~/.local/share/sandbox)
       layers/<diff_id>/        one unpacked layer, named by the sha256 of its uncompressed tar
       layers/<diff_id>.json    its size and what the import did to it
+      layers/<diff_id>.ids-*/  copies with the tar's owners, one per subordinate mapping (idlayers.py)
+      owners/<diff_id>         the tar's owners of the layer's entries not 0:0 (layers.py)
       images/<name>.json       layers (bottom first), config (Env, Cmd, WorkingDir, User), source
 
 Image names are identifiers, never paths (check_name, the one place a name
@@ -79,13 +81,17 @@ class Store:
         self.layers = os.path.join(self.root, "layers")
         self.images = os.path.join(self.root, "images")
         self.tmp = os.path.join(self.root, "tmp")
+        self.owners = os.path.join(self.root, "owners")
 
     def _dirs(self):
-        for d in (self.layers, self.images, self.tmp):
+        for d in (self.layers, self.images, self.tmp, self.owners):
             os.makedirs(d, mode=0o755, exist_ok=True)
 
     def layer_path(self, diff_id):
         return os.path.join(self.layers, diff_id)
+
+    def owners_path(self, diff_id):
+        return os.path.join(self.owners, diff_id)
 
     def names(self):
         try:
@@ -137,16 +143,24 @@ class Store:
         used = set()
         for n in self.names():
             used.update(self._load(n, "the image store")["layers"])
-        removed = []
+        removed, copies = [], []
         for entry in os.listdir(self.layers) if os.path.isdir(self.layers) else []:
-            diff_id = entry[:-5] if entry.endswith(".json") else entry
+            diff_id = entry.partition(".")[0]
             if diff_id not in used:
                 path = os.path.join(self.layers, entry)
-                if entry.endswith(".json"):
-                    os.unlink(path)
-                else:
+                if entry == diff_id:
                     _rmtree(path)
                     removed.append(diff_id)
+                elif os.path.isdir(path):
+                    copies.append(path)      # a copy with the tar's owners (idlayers.py): subordinate ids
+                else:
+                    os.unlink(path)          # .json, a copy's .lock
+        for diff_id in os.listdir(self.owners) if os.path.isdir(self.owners) else []:
+            if diff_id not in used:
+                os.unlink(self.owners_path(diff_id))
+        if copies:
+            from . import idlayers
+            idlayers.remove(copies, "sandbox image rm")
         return removed
 
     # -------------------------------------------------------------- import
@@ -177,6 +191,8 @@ class Store:
             for *_, work in staged:
                 if work:
                     _rmtree(work)
+                    if os.path.lexists(work + ".owners"):
+                        os.unlink(work + ".owners")
         record = {"format": fmt, "layers": [d for d, *_ in staged], "sizes": {d: size for d, size, *_ in staged},
                   "config": config}
         import json
@@ -194,6 +210,7 @@ class Store:
             if work and not os.path.isdir(dest):
                 with open(dest + ".json", "w") as f:
                     json.dump({"size": size, "import": summary}, f)
+                os.replace(work + ".owners", self.owners_path(diff_id))
                 try:
                     os.rename(work, dest)
                 except OSError:
@@ -222,7 +239,8 @@ class Store:
         try:
             with opener() as raw:
                 try:
-                    got, size, summary = layers.extract(archive.maybe_gunzip(raw), work, where, caps)
+                    owners = []
+                    got, size, summary = layers.extract(archive.maybe_gunzip(raw), work, where, caps, owners)
                 except (OSError, EOFError, zlib.error) as e:
                     raise ImageError(f"the layer cannot be decompressed: {e}", where, archive.DAMAGED) from None
             if diff_id is not None and got != diff_id:
@@ -234,6 +252,9 @@ class Store:
         if os.path.isdir(self.layer_path(got)) or any(d == got for d, *_ in staged):
             _rmtree(work)                          # shared with an image imported before, or twice in this one
             work = None
+        else:                                      # the tar's ownership, for runs with subordinate ids
+            write_atomic(work + ".owners", b"".join(b"%d %d %s\0" % (uid, gid, os.fsencode(path))
+                                                    for path, uid, gid in owners))
         staged.append((got, size, summary, work))
 
 # ------------------------------------------------------------------ looking inside an image

@@ -19,6 +19,12 @@ import uses.  Neutralised: device nodes (dropped:
 the sandbox brings its own /dev), setuid/setgid bits (cleared), ownership (all
 files belong to the importing user; inside they belong to the sandbox user).
 
+The tar's ownership is not lost: every entry the tar gives to someone other than 0:0 is
+recorded (`owners`, kept in the store as owners/<diff_id>), and a run with `user: {map:
+subordinate}` gets a copy of the layer that carries it (idlayers.py).  Hard links are not
+recorded (they share their target's inode, and its owner); whiteouts and dropped devices
+neither.
+
 OCI whiteouts are converted to what kernel overlayfs reads in a user
 namespace (`userxattr`), which fuse-overlayfs reads too:
   .wh.NAME      -> a character device 0/0 named NAME (unprivileged mknod may make this one)
@@ -31,6 +37,7 @@ import stat
 import tarfile
 
 from .errors import SandboxError, shorten
+from .idtree import O_DIR, open_dir
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -39,7 +46,6 @@ MAX_LAYER_ENTRIES = 1_000_000       # default of SANDBOX_MAX_LAYER_ENTRIES
 ENTRY_COST = 4096                   # what an entry costs before its data: an inode, a directory's block
 MAX_HEADER_BYTES = 1 << 20          # a PAX or GNU long-name header is read whole into memory: bound it
 MAX_MTIME = 1 << 40                 # seconds; beyond (or inf, nan) no filesystem stores it
-O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class LayerError(SandboxError):
@@ -140,24 +146,12 @@ class _Tree:
 
     def parent(self, parts, name):
         """An fd of the directory that holds parts[-1], creating directories on the way."""
-        fd = os.dup(self.root_fd)
         try:
-            for comp in parts[:-1]:
-                try:
-                    nxt = os.open(comp, O_DIR, dir_fd=fd)
-                except FileNotFoundError:                      # a directory the tar never listed
-                    os.mkdir(comp, 0o755, dir_fd=fd)
-                    nxt = os.open(comp, O_DIR, dir_fd=fd)
-                except OSError as e:
-                    if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise LayerError(f"entry {shorten(name)} goes through a symlink or a file ({shorten(comp)})", self.where,
-                                         "the image is malformed or hostile; do not use it") from None
-                    raise
-                os.close(fd)
-                fd = nxt
-            return fd
-        except BaseException:
-            os.close(fd)
+            return open_dir(self.root_fd, parts[:-1], make=True)      # directories the tar never listed: made
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise LayerError(f"entry {shorten(name)} goes through a symlink or a file ({shorten(e.filename)})",
+                                 self.where, "the image is malformed or hostile; do not use it") from None
             raise
 
     def close(self):
@@ -176,10 +170,11 @@ def _remove(dfd, name):
     os.unlink(name, dir_fd=dfd)
 
 
-def extract(stream, dest, where, caps):
+def extract(stream, dest, where, caps, owners=None):
     """Unpack the tar `stream` into the empty directory `dest`, within `caps`
     ((bytes, entries), from limits()).  Returns (sha256 hex of the uncompressed
-    tar, its size, a summary dict)."""
+    tar, its size, a summary dict).  `owners`, a list: (path, uid, gid) of every
+    entry the tar does not give to 0:0 is appended to it."""
     max_bytes, max_entries = caps
     h = HashingReader(stream)
     tree = _Tree(dest, where)
@@ -224,6 +219,9 @@ def extract(stream, dest, where, caps):
                         _entry(tar, m, base, parts[-1], dfd, tree, dir_modes, summary, where)
                     finally:
                         os.close(dfd)
+                    if owners is not None and (m.uid, m.gid) != (0, 0) and not base.startswith(WHITEOUT) \
+                            and (m.isdir() or m.isfile() or m.issym() or m.isfifo()):
+                        owners.append((key, m.uid, m.gid))
                 except OSError as e:
                     raise LayerError(f"entry {shorten(m.name)} cannot be unpacked: {e.strerror or e}", where,
                                      "the image is malformed, or the store's filesystem refused it "
@@ -237,6 +235,8 @@ def extract(stream, dest, where, caps):
     finally:
         tree.close()
     summary["entries"], summary["cost"] = entries, cost
+    if owners is not None:
+        summary["owned"] = len(owners)
     return h.sha.hexdigest(), h.size, summary
 
 

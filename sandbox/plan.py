@@ -152,6 +152,7 @@ def build(profile, request):
     steps = (
         # the runner's own steps on the host, before it spawns the launcher (hoststep.py)
         ([hostids.step()] if root_caller else [])   # first: the keep-changes directory and the run belong to it
+        + ([rootfs.owned_step(img)] if img and img.ids else [])   # the layers with their tar's owners
         + ([_keep_changes_step(img)] if img and img.keep else [])
         + cgroup_mod.host_steps(delegation, effective, profile.get("cpuset"))
         # the launcher's, in this order
@@ -175,7 +176,9 @@ def build(profile, request):
 def _keep_changes_step(img):
     from .hoststep import HostStep
     return HostStep("keep_changes", "prepare the directory that keeps the run's writable layer (--keep-changes)",
-                    {"directory": img.keep, "creates": "upper/, work/ and changes.json (the image it applies to)"},
+                    {"directory": img.keep,
+                     "creates": "upper/, work/ and changes.json (the image it applies to), unless it holds an "
+                                "earlier run's changes of this image with these ids: they go on"},
                     lambda run: rootfs.prepare_keep(img.keep, img, run.owner()))
 
 

@@ -2,30 +2,36 @@
 under a writable layer that is thrown away after the run (or kept, with
 --keep-changes, and listed by `sandbox diff`).
 
+With `user: {map: subordinate}` the lower layers are the copies that keep the tar's owners
+(idlayers.py), made by the plan's first host step when missing; the kept changes of such a run
+hold files of subordinate ids, so `sandbox diff` reads them, and `sandbox rm-changes` removes
+them, inside that mapping (idhelper.py).  A --keep-changes directory that holds the changes of a
+run on the same image, with the same ids, is continued by the next run.
+
 Backends: kernel overlayfs mounted inside the sandbox's user namespace
 (Linux >= 5.11, `userxattr`), else fuse-overlayfs (needs /dev/fuse usable by
 the user).  Which one works here is probed once per kernel and cached; a
 profile may insist on one with `rootfs.overlay: kernel|fuse`.
 """
 import os
-import stat
 
-from . import configfiles, launch
+from . import configfiles, launch, userns
 from .errors import ProfileError, SetupError, UsageError
 from .schema import DEFAULTS
 from .step import Step
 
 BACKENDS = ("auto", "kernel", "fuse")
-FUSE_OPAQUE_MARKERS = (".wh..wh..opq", ".wh..opq")
 HOW_TO_GET_ONE = ("kernel overlayfs needs Linux >= 5.11 with unprivileged user namespaces; fuse-overlayfs needs "
                   "the fuse-overlayfs package and /dev/fuse usable by you (mode 0666, as distributions ship it)")
 
 
 class ImageRoot:
-    __slots__ = ("store", "image", "size", "backend", "keep")
+    __slots__ = ("store", "image", "size", "backend", "keep", "ids", "continued")
 
-    def __init__(self, store, image, size, backend, keep=None):
+    def __init__(self, store, image, size, backend, keep=None, ids=None):
         self.store, self.image, self.size, self.backend, self.keep = store, image, size, backend, keep
+        self.ids = ids              # (uid map, gid map) of subordinate ids: the layers keep their owners
+        self.continued = False      # keep holds an earlier run's changes of this image, which go on
 
 
 def resolve(profile, keep_changes=None):
@@ -45,9 +51,14 @@ def resolve(profile, keep_changes=None):
     store = image_mod.Store()
     img = store.get(name, where)
     backend = choose(rootfs.get("overlay", DEFAULTS["rootfs.overlay"]), where)
+    ids = None
+    if userns.subordinate(profile):
+        ids = tuple(userns.subordinate_maps(profile))
+    root = ImageRoot(store, img, rootfs.get("writable_size") or DEFAULTS["rootfs.writable_size"], backend,
+                     keep_changes, ids)
     if keep_changes:
-        _check_keep(keep_changes)
-    return ImageRoot(store, img, rootfs.get("writable_size") or DEFAULTS["rootfs.writable_size"], backend, keep_changes)
+        root.continued = _check_keep(keep_changes, root)
+    return root
 
 
 # ------------------------------------------------------------------ backends
@@ -118,29 +129,58 @@ def choose(wanted, where):
 
 # ------------------------------------------------------------------ the plan
 
-def _check_keep(keep):
-    """--keep-changes DIR must be a new or empty directory (checked when the plan is built)."""
+def _ids_tag(img):
+    """Who the kept files belong to, in changes.json: a run continues them only with the same ids."""
+    from .hostids import caller_is_root
+    if img.ids:
+        return "subordinate " + "; ".join(img.ids)
+    return "host id of a root caller's run" if caller_is_root() else "caller"
+
+
+def _check_keep(keep, img=None):
+    """--keep-changes DIR must be a new or empty directory, or hold the changes of an earlier
+    run on the same image with the same ids (they go on: True).  Checked when the plan is built."""
     try:
-        if os.path.lexists(keep) and os.listdir(keep):
-            raise UsageError(f"{keep} is not empty", "--keep-changes", "give a new or empty directory")
+        if not (os.path.lexists(keep) and os.listdir(keep)):
+            return False
+        if img is not None and _continues(keep, img):
+            return True
+        raise UsageError(f"{keep} is not empty" + (f" (nor the kept changes of a run on {img.image['name']} with "
+                                                   "the same ids)" if img else ""), "--keep-changes",
+                         "give a new or empty directory")
     except OSError as e:                               # a file, or a directory we cannot read
         raise UsageError(f"{keep} cannot hold the kept changes: {e.strerror}", "--keep-changes",
                          "give a new or empty directory you can write") from None
 
 
-def prepare_keep(keep, img, owner=None):
-    """--keep-changes DIR: an empty or new directory that will hold the upper layer;
-    `owner`: (uid, gid) that writes it, when not the caller (a root caller's run id)."""
+def _continues(keep, img):
     import json
-    _check_keep(keep)
+    try:
+        with open(os.path.join(keep, "changes.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return False
+    tag = _ids_tag(img)
+    return (isinstance(meta, dict) and meta.get("image") == img.image["name"] and meta.get("store") == img.store.root
+            and meta.get("layers") == img.image["layers"] and meta.get("ids") == tag
+            and not tag.startswith("host id") and os.path.isdir(os.path.join(keep, "upper")))
+
+
+def prepare_keep(keep, img, owner=None):
+    """--keep-changes DIR: an empty or new directory that will hold the upper layer (or the
+    kept changes of an earlier run, continued); `owner`: (uid, gid) that writes it, when not
+    the caller (a root caller's run id)."""
+    import json
+    if _check_keep(keep, img):
+        return
     try:
         for d in ("upper", "work"):
             os.makedirs(os.path.join(keep, d), mode=0o755, exist_ok=True)
             if owner:
                 os.chown(os.path.join(keep, d), *owner)
         with open(os.path.join(keep, "changes.json"), "w") as f:
-            json.dump({"image": img.image["name"], "layers": img.image["layers"], "store": img.store.root}, f,
-                      indent=2)
+            json.dump({"image": img.image["name"], "layers": img.image["layers"], "store": img.store.root,
+                       "ids": _ids_tag(img)}, f, indent=2)
     except OSError as e:
         raise UsageError(f"cannot create {keep}: {e.strerror}", "--keep-changes",
                          "give a new or empty directory in a place you can write") from None
@@ -148,10 +188,30 @@ def prepare_keep(keep, img, owner=None):
 
 def sources(img, first_slot):
     """(slot, host path) pairs the mount namespace step opens: lower layers top first, then the kept upper/work."""
-    paths = [img.store.layer_path(d) for d in reversed(img.image["layers"])]
+    if img.ids:
+        from . import idlayers
+        paths = [idlayers.lower(img.store, d, img.ids) for d in reversed(img.image["layers"])]
+    else:
+        paths = [img.store.layer_path(d) for d in reversed(img.image["layers"])]
     if img.keep:
         paths += [os.path.join(img.keep, "upper"), os.path.join(img.keep, "work")]
     return list(enumerate(paths, start=first_slot))
+
+
+def owned_step(img):
+    """The host step that makes the layers' copies with the tar's owners a subordinate-id run
+    needs and the store lacks (once per layer and mapping)."""
+    from . import idlayers
+    from .hoststep import HostStep
+    layers = img.image["layers"]
+    copies = [d for d in layers if idlayers.needs_copy(img.store, d)]
+    return HostStep("owned_layers", "the image's layers with the owners their tar gives (a copy per layer and "
+                                    "mapping, made once by a helper in the subordinate ids' namespace, kept in "
+                                    "the store)",
+                    {"layers": f"{len(copies)} of {len(layers)} need a copy (the others give everything to 0:0, "
+                               "the caller, or were imported before owners were recorded)",
+                     "mapping": idlayers.key(img.ids)},
+                    lambda run: idlayers.ensure(img.store, layers, img.ids))
 
 
 def root_step(img, held, base):
@@ -190,9 +250,9 @@ def report(img):
 
 # ------------------------------------------------------------------ diff
 
-def _kept(keep):
+def _kept(keep, where="sandbox diff"):
     """The image a --keep-changes directory was made from, from its changes.json:
-    (store, {name, layers}); a UsageError for anything else."""
+    (store, {name, layers}, whose ids own the files); a UsageError for anything else."""
     import json
     from . import image as image_mod
     path = os.path.join(keep, "changes.json")
@@ -201,46 +261,64 @@ def _kept(keep):
         with open(path, encoding="utf-8") as f:
             meta = json.load(f)
     except FileNotFoundError:
-        raise UsageError(f"{keep or '(empty)'} holds no kept changes (changes.json is missing)", "sandbox diff",
+        raise UsageError(f"{keep or '(empty)'} holds no kept changes (changes.json is missing)", where,
                          fix) from None
     except (OSError, ValueError) as e:          # a file for a directory, unreadable, not JSON, not UTF-8
-        raise UsageError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}", "sandbox diff", fix) from None
+        raise UsageError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}", where, fix) from None
     layers = meta.get("layers") if isinstance(meta, dict) else None
     if not (isinstance(meta, dict) and isinstance(meta.get("image"), str) and isinstance(meta.get("store"), str)
             and isinstance(layers, list)
             and all(isinstance(d, str) and len(d) == 64 and all(c in "0123456789abcdef" for c in d) for d in layers)):
         raise UsageError(f"{path} is malformed: it needs image (a name), store (a directory) and layers (sha256 "
-                         "digests)", "sandbox diff", fix)
+                         "digests)", where, fix)
     store = image_mod.Store(meta["store"])
     if not os.path.isdir(store.layers):
-        raise UsageError(f"the image store {meta['store']} named in {path} has no layers directory", "sandbox diff",
-                         "run sandbox diff where the run's image store is (SANDBOX_STORE)")
-    return store, {"name": meta["image"], "layers": layers}
+        raise UsageError(f"the image store {meta['store']} named in {path} has no layers directory", where,
+                         "run it where the run's image store is (SANDBOX_STORE)")
+    ids = meta.get("ids", "caller")         # (written since kept changes may belong to subordinate ids)
+    return store, {"name": meta["image"], "layers": layers}, ids if isinstance(ids, str) else "caller"
 
 
 def diff(keep):
     """What a run changed, from a --keep-changes directory: [(A|C|D, path)]."""
+    from . import idtree
     from . import image as image_mod
-    store, img = _kept(keep)
+    store, img, ids = _kept(keep)
     upper = os.path.join(keep, "upper")
+    records = []
+    try:
+        if ids.startswith("subordinate"):
+            records = _walk_inside(upper)
+        else:
+            idtree.walk(upper, records.append)
+    except OSError as e:
+        raise UsageError(f"cannot read {e.filename or upper}: {e.strerror}", "sandbox diff",
+                         "run sandbox diff as the user who ran the sandbox") from None
     out = []
-    for root, dirs, files in os.walk(upper):
-        rel_root = "" if root == upper else "/" + os.path.relpath(root, upper)   # "/.config" keeps its dot
-        for name in sorted(files + [d for d in dirs if os.path.islink(os.path.join(root, d))]):
-            full, rel = os.path.join(root, name), f"{rel_root}/{name}"
-            st = os.lstat(full)
-            if name in FUSE_OPAQUE_MARKERS:
-                continue                                   # fuse-overlayfs marks opaque directories with files
-            if name.startswith(".wh."):
-                out.append(("D", f"{rel_root}/{name[4:]}"))   # fuse-overlayfs's whiteout form
-            elif stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-                out.append(("D", rel))                        # kernel overlayfs's whiteout form
-            else:
-                out.append(("C" if image_mod.lookup(store, img, rel) else "A", rel))
-        for name in sorted(d for d in dirs if not os.path.islink(os.path.join(root, d))):
-            rel, full = f"{rel_root}/{name}", os.path.join(root, name)
-            if image_mod.lookup(store, img, rel) is None:
-                out.append(("A", rel + "/"))
-            elif image_mod._opaque(full) or any(os.path.lexists(os.path.join(full, m)) for m in FUSE_OPAQUE_MARKERS):
-                out.append(("C", rel + "/ (replaced: what the image had in it is gone)"))
+    for kind, rel in records:
+        if kind == "W":
+            out.append(("D", rel))                           # a whiteout, of either backend
+        elif kind == "E":
+            out.append(("C" if image_mod.lookup(store, img, rel) else "A", rel))
+        elif image_mod.lookup(store, img, rel) is None:
+            out.append(("A", rel + "/"))
+        elif kind == "O":
+            out.append(("C", rel + "/ (replaced: what the image had in it is gone)"))
     return sorted(out, key=lambda c: c[1])
+
+
+def _walk_inside(upper):
+    """idtree.walk where the subordinate ids are mapped: their directories may be closed to the caller."""
+    from . import idhelper
+    data = idhelper.run(["walk", "/upper"], [(upper, "/upper", False)], "sandbox diff")
+    return [(rec[:1].decode(), os.fsdecode(rec[1:])) for rec in data.split(b"\0") if rec]
+
+
+def remove_kept(keep):
+    """`sandbox rm-changes DIR`: remove a --keep-changes directory, what subordinate ids own in it too."""
+    from . import image as image_mod
+    _, _, ids = _kept(keep, "sandbox rm-changes")
+    if ids.startswith("subordinate"):
+        from . import idhelper
+        idhelper.run(["rm", "/keep/upper", "/keep/work"], [(keep, "/keep", True)], "sandbox rm-changes")
+    image_mod._rmtree(keep)

@@ -322,7 +322,7 @@ KEYS = (
     Key("user.map", _choice("single", "subordinate"), "single", "`single` or `subordinate`",
         "`single`: only your own id is mapped; `subordinate`: inside 0 is you and 1-65535 your /etc/subuid and "
         "/etc/subgid ranges (newuidmap), and uid 0 inside keeps the file-ownership capabilities, for software "
-        "that needs several users (package managers, chown)"),
+        "that needs several users (package managers, chown); an image's layers then keep their tar's owners"),
     Key("hostname", _hostname, "sandbox", "at most 64 bytes", "the hostname inside (own UTS namespace)"),
     Key("network", _choice("none", "host"), "none", "`none` or `host`",
         "`none`: a new network namespace with only lo; `host`: the host's"),

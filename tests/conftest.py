@@ -127,6 +127,32 @@ def sbx(user, box):
     return Sbx(user, box)
 
 
+@pytest.fixture(scope="session")
+def debian_store(user):
+    """One Debian bookworm image (python3), built once per session with `sandbox image build`
+    (mmdebstrap, unshare mode: about a minute) in a store of the test user's: (store, build
+    result).  Removed with `sandbox image rm` at the end, which must also remove the copies of
+    its layers that subordinate-id runs made (owned by subordinate ids)."""
+    if not shutil.which("mmdebstrap"):
+        pytest.skip("mmdebstrap is not installed (apt install mmdebstrap uidmap; .ci/run installs it)")
+    store = tempfile.mkdtemp(prefix="sandbox-test-store-")
+    os.chmod(store, 0o755)
+    if os.geteuid() == 0:
+        os.chown(store, user.uid, user.gid)
+    env = {"SANDBOX_STORE": store}
+    build = user.run([SANDBOX, "image", "build", "bookworm-python3", "--debian", "bookworm", "--packages", "python3"],
+                     env=env, timeout=900)
+    yield store, build
+    try:
+        if build.returncode == 0:
+            r = user.run([SANDBOX, "image", "rm", "bookworm-python3"], env=env)
+            assert r.returncode == 0, r.stderr
+            left = os.listdir(os.path.join(store, "layers"))
+            assert left == [], f"sandbox image rm left {left} in the store"
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
+
+
 def no_traceback(r):
     out = r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
     assert "Traceback" not in out, out

@@ -12,9 +12,10 @@ APPLETS = ("sh", "cat", "ls", "echo", "rm", "touch", "mkdir", "id", "test", "sle
            "hostname", "pwd", "env", "true", "false")
 
 
-def layer(entries):
+def layer(entries, owners=None):
     """An uncompressed layer tar.  entries: path -> bytes (file) | ("dir",) | ("symlink", target)
-    | ("link", target) | ("chr", major, minor) | ("file", bytes, mode) | ("whiteout",) | ("opaque",)."""
+    | ("link", target) | ("chr", major, minor) | ("file", bytes, mode) | ("whiteout",) | ("opaque",).
+    owners: path -> (uid, gid) of that entry (else 0:0)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for path, spec in entries:
@@ -30,6 +31,7 @@ def layer(entries):
                 spec = ("file", b"", 0o644)
             info = tarfile.TarInfo(path)
             info.mtime = 1700000000
+            info.uid, info.gid = (owners or {}).get(path, (0, 0))
             data = None
             if spec[0] == "file":
                 data = spec[1]
@@ -46,14 +48,14 @@ def layer(entries):
     return buf.getvalue()
 
 
-def busybox_layer(extra=()):
+def busybox_layer(extra=(), owners=None):
     with open(BUSYBOX, "rb") as f:
         bb = f.read()
     entries = [("bin", ("dir",)), ("bin/busybox", ("file", bb, 0o755))]
     entries += [(f"bin/{a}", ("symlink", "busybox")) for a in APPLETS]
     entries += [(d, ("dir",)) for d in ("etc", "tmp", "box", "usr", "usr/bin", "proc", "dev")]
     entries += [("etc/motd", b"from the base layer\n")]
-    return layer(entries + list(extra))
+    return layer(entries + list(extra), owners)
 
 
 def _sha(data):

@@ -337,7 +337,13 @@ def test_keep_changes_and_diff(images, two_layers, backend, box):
     assert d.stdout.decode().splitlines() == ["C /data/ (replaced: what the image had in it is gone)", "A /data/z",
                                               "D /etc/extra", "C /etc/motd", "A /newdir/", "A /newdir/sub/",
                                               "A /newdir/sub/f", "A /newfile"]
-    r = images("run", "--profile", p, "--keep-changes", keep, "--", "true")
+    # a second run continues the kept changes; a directory holding anything else is refused
+    r = images("run", "--profile", p, "--keep-changes", keep, "--", "sh", "-c", "cat /newfile /data/z; rm /newfile")
+    assert r.returncode == 0 and r.stdout == b"new\ny\n", r.stderr
+    assert "A /newfile" not in images("diff", keep).stdout.decode()
+    other = os.path.join(box, "other")
+    os.makedirs(os.path.join(other, "upper"))
+    r = images("run", "--profile", p, "--keep-changes", other, "--", "true")
     assert r.returncode == 125 and b"is not empty" in r.stderr
 
 

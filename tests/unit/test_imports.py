@@ -13,7 +13,7 @@ LAYERS = [
     ("concerns", {"sandbox.step", "sandbox.hoststep", "sandbox.yamlload", "sandbox.configfiles", "sandbox.schema", "sandbox.profile", "sandbox.seccomp_policy", "sandbox.seccomp", "sandbox.bpf",
                   "sandbox.limits", "sandbox.cgroup", "sandbox.hostids", "sandbox.namespaces", "sandbox.privileges",
                   "sandbox.userns", "sandbox.mounts", "sandbox.rootfs", "sandbox.image", "sandbox.archive",
-                  "sandbox.layers", "sandbox.files", "sandbox.launch", "sandbox.supervise", "sandbox.stdio",
+                  "sandbox.layers", "sandbox.idtree", "sandbox.idhelper", "sandbox.idlayers", "sandbox.files", "sandbox.launch", "sandbox.supervise", "sandbox.stdio",
                   "sandbox.lookout"}),
     ("plan", {"sandbox.plan", "sandbox.report", "sandbox.plancache"}),
     ("runner", {"sandbox.runner"}),

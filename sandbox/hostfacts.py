@@ -46,8 +46,12 @@ def _hard_limits():
     # /proc/self/limits rather than the resource module: one read, and no extension module
     # to load on every run.  The kernel prints a line per RLIMIT_* number, in their order,
     # "%-25s %-20s %-20s %-10s": the name, the soft limit, the hard limit, the unit.
-    with open("/proc/self/limits") as f:
-        lines = f.read().splitlines()[1:]
+    try:
+        with open("/proc/self/limits") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:                     # no /proc (a container that masks it): the slower way
+        import resource
+        return tuple(resource.getrlimit(i)[1] for i in range(resource.RLIMIT_RTTIME + 1))
     return tuple(-1 if hard == "unlimited" else int(hard) for _, hard in (line[26:].split()[:2] for line in lines))
 
 

@@ -160,3 +160,15 @@ def test_a_changed_answer_is_a_miss(tmp_path):
 def test_hard_limits_are_read_as_the_resource_module_reads_them():
     import resource
     assert list(hostfacts.hard_limits()) == [resource.getrlimit(i)[1] for i in range(len(hostfacts.hard_limits()))]
+
+
+def test_hard_limits_without_proc_come_from_the_resource_module(monkeypatch):
+    import resource
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kw):
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return real_open(path, *args, **kw)
+    monkeypatch.setattr(builtins, "open", no_proc)
+    assert list(hostfacts.hard_limits()) == [resource.getrlimit(i)[1] for i in range(resource.RLIMIT_RTTIME + 1)]

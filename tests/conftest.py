@@ -5,6 +5,7 @@ with setpriv for each invocation; run as a normal user it runs as that user.
 Either way the rootless path is what gets exercised.  A missing test user is a
 failure, not a skip: `.ci/run` creates it.
 """
+import contextlib
 import json
 import os
 import pwd
@@ -151,6 +152,32 @@ def debian_store(user):
             assert left == [], f"sandbox image rm left {left} in the store"
     finally:
         shutil.rmtree(store, ignore_errors=True)
+
+
+def chown_tree(user, path):
+    """Give a file, or a tree, the test makes as root to the test user (nothing to do as that user)."""
+    if os.geteuid() == 0:
+        os.lchown(path, user.uid, user.gid)
+        for base, dirs, files in os.walk(path):
+            for name in dirs + files + ["."]:
+                os.lchown(os.path.join(base, name), user.uid, user.gid)
+
+
+@contextlib.contextmanager
+def pong_server(user):
+    """A TCP server on 127.0.0.1, run as the test user, that answers b'pong' to every connection
+    (a stand-in for the network a setup step may reach); yields its port, stops it after."""
+    server = user.popen([sys.executable, "-c",
+                         "import socket\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
+                         "print(s.getsockname()[1], flush=True)\n"
+                         "while True:\n    c, _ = s.accept(); c.sendall(b'pong'); c.close()\n"],
+                        stdout=subprocess.PIPE)
+    try:
+        yield int(server.stdout.readline())
+    finally:
+        server.kill()
+        server.wait()
+        server.stdout.close()
 
 
 def no_traceback(r):

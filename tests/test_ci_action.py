@@ -19,7 +19,7 @@ import tempfile
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, chown_tree, pong_server
 
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 
@@ -167,10 +167,7 @@ def workspace(user):
     os.makedirs(os.path.join(d, "repo"))
     with open(os.path.join(d, "repo", "data.txt"), "w") as f:
         f.write("from the checkout\n")
-    if os.geteuid() == 0:
-        for base, dirs, files in os.walk(d):
-            for name in dirs + files + ["."]:
-                os.lchown(os.path.join(base, name), user.uid, user.gid)
+    chown_tree(user, d)
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -229,10 +226,7 @@ def test_grade_points_are_outputs_and_forged_ones_are_not(user, workspace):
     repo = os.path.join(workspace, "student")
     shutil.copytree(os.path.join(classroom, "solutions", "forger"), repo)
     shutil.copytree(os.path.join(classroom, "assignment", ".github"), os.path.join(repo, ".github"))
-    if os.geteuid() == 0:
-        for base, dirs, files in os.walk(repo):
-            for name in dirs + files + ["."]:
-                os.lchown(os.path.join(base, name), user.uid, user.gid)
+    chown_tree(user, repo)
     runner = Runner(user, workspace)
     outs, failed = runner.run(grade=".github/classroom/autograding.json", **{"working-directory": "student"})
     assert failed is not None, runner.log              # not every test passed: the step fails, as the reporter's
@@ -251,10 +245,7 @@ def test_at_most_ten_annotations_for_limit_verdicts(user, workspace):
     tests = [{"name": f"hog {i}", "run": "python3 -c 'bytearray(512 << 20)'", "points": 1} for i in range(12)]
     with open(os.path.join(repo, ".github", "classroom", "autograding.json"), "w") as f:
         json.dump({"tests": tests}, f)
-    if os.geteuid() == 0:
-        for base, dirs, files in os.walk(repo):
-            for name in dirs + files + ["."]:
-                os.lchown(os.path.join(base, name), user.uid, user.gid)
+    chown_tree(user, repo)
     runner = Runner(user, workspace)
     outs, failed = runner.run(grade=".github/classroom/autograding.json", limits="memory=64M",
                               **{"working-directory": "repo"})
@@ -276,24 +267,14 @@ def test_summary_false_writes_none_and_env_names_are_all_that_pass(user, workspa
 def test_grade_setup_network_input_reaches_setup_only(user, workspace):
     """setup-network: true gives the setup the runner's network (a loopback server stands in);
     false, and the run always, have none."""
-    import subprocess
-    server = user.popen([sys.executable, "-c",
-                         "import socket\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
-                         "print(s.getsockname()[1], flush=True)\n"
-                         "while True:\n    c, _ = s.accept(); c.sendall(b'pong'); c.close()\n"],
-                        stdout=subprocess.PIPE)
-    try:
-        port = int(server.stdout.readline())
+    with pong_server(user) as port:
         fetch = f"python3 -c \"import socket; socket.create_connection(('127.0.0.1', {port}))\""
         repo = os.path.join(workspace, "repo")
         os.makedirs(os.path.join(repo, ".github", "classroom"))
         with open(os.path.join(repo, ".github", "classroom", "autograding.json"), "w") as f:
             json.dump({"tests": [{"name": "setup fetches", "setup": fetch, "run": "true", "points": 1},
                                  {"name": "run fetches", "run": fetch, "points": 1}]}, f)
-        if os.geteuid() == 0:
-            for base, dirs, files in os.walk(repo):
-                for name in dirs + files + ["."]:
-                    os.lchown(os.path.join(base, name), user.uid, user.gid)
+        chown_tree(user, repo)
         points = {}
         for setting in ("true", "false"):
             runner = Runner(user, workspace)
@@ -301,10 +282,6 @@ def test_grade_setup_network_input_reaches_setup_only(user, workspace):
                                                                                      "working-directory": "repo"})
             points[setting] = outs["points"]
         assert points == {"true": "1", "false": "0"}
-    finally:
-        server.kill()
-        server.wait()
-        server.stdout.close()
 
 
 @pytest.mark.parametrize("inputs, message", [

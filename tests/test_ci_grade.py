@@ -4,14 +4,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 import zipfile
 
 import pytest
 
-from conftest import SANDBOX
+from conftest import SANDBOX, chown_tree, pong_server
 
 
 def no_traceback(r):
@@ -22,14 +20,6 @@ def no_traceback(r):
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(REPO, "grader-examples", "classroom")
-
-
-def chown_tree(user, path):
-    if os.geteuid() == 0:
-        os.lchown(path, user.uid, user.gid)
-        for base, dirs, files in os.walk(path):
-            for name in dirs + files + ["."]:
-                os.lchown(os.path.join(base, name), user.uid, user.gid)
 
 
 @pytest.fixture
@@ -154,13 +144,7 @@ def test_sudo_pip_setup_installs_for_the_later_runs(user, box):
 
 
 def test_setup_network_only_with_the_option_and_never_for_runs(user, box):
-    server = user.popen([sys.executable, "-c",
-                         "import socket\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
-                         "print(s.getsockname()[1], flush=True)\n"
-                         "while True:\n    c, _ = s.accept(); c.sendall(b'pong'); c.close()\n"],
-                        stdout=subprocess.PIPE)
-    try:
-        port = int(server.stdout.readline())
+    with pong_server(user) as port:
         fetch = f"python3 -c \"import socket; print(socket.create_connection(('127.0.0.1', {port})).recv(4))\""
         repo = assignment(user, box, [{"name": "fetch", "setup": fetch, "run": fetch, "output": "pong",
                                        "points": 1}])
@@ -173,10 +157,6 @@ def test_setup_network_only_with_the_option_and_never_for_runs(user, box):
         out = no_traceback(r)
         assert r.returncode == 1 and outputs["points"] == "0"
         assert "    | b'pong'" in out and "ConnectionRefusedError" in out   # setup reached it, the run did not
-    finally:
-        server.kill()
-        server.wait()
-        server.stdout.close()
 
 
 def test_workflow_grader_steps_are_read_like_autograding_json(user, box, classroom):

@@ -1,5 +1,7 @@
 """Verdicts from hand-made outcomes (report._verdict), by the documented precedence
 XX > TLE > MLE > OLE > SYS > SG > RE > OK, and the interactive verdict."""
+import os
+
 import pytest
 
 from sandbox import report
@@ -20,10 +22,24 @@ def outcome(**kw):
     return o
 
 
-def verdict(o, cpu=0.1, wall=0.5, peak=1 << 20, exit_code=None, signal=None, oom_kills=0, pids_max_hits=0):
-    status, limit, message, code = report._verdict(None, o, LIMITS, True, cpu, wall, peak, exit_code, signal,
-                                                   oom_kills, pids_max_hits)
+def verdict(o, cpu=0.1, wall=0.5, peak=1 << 20, exit_code=None, signal=None, oom_kills=0, pids_max_hits=0,
+            limits=LIMITS):
+    status, limit, message, code = report._verdict(None, o, limits, o.setup_error is None, cpu, wall, peak,
+                                                   exit_code, signal, oom_kills, pids_max_hits)
     return status, limit, message
+
+
+# Limits a few bytes wide, so that every pair of verdicts can be made to apply at once.
+TINY = {"cpu_time": 1.0, "wall_time": 3.0, "memory": 100, "output": 10, "file_size": 10, "processes": 4}
+
+
+def tiny(o, cpu=0.1, wall=0.5, peak=10):
+    """(status, limit) against TINY, the exit code or signal read from the outcome's wait status."""
+    code = sig = None
+    if o.wstatus is not None:
+        code = os.WEXITSTATUS(o.wstatus) if os.WIFEXITED(o.wstatus) else None
+        sig = os.WTERMSIG(o.wstatus) if os.WIFSIGNALED(o.wstatus) else None
+    return verdict(o, cpu, wall, peak, code, sig, limits=TINY)[:2]
 
 
 @pytest.mark.parametrize("kw, o, expected", [
@@ -63,6 +79,35 @@ def test_the_sandbox_failing_is_xx():
     assert verdict(outcome(wstatus=None, killed="setup_timeout", t_end=30.0))[0] == "XX"
     status, _, message = verdict(outcome(wstatus=None))
     assert status == "XX" and "init died" in message
+
+
+def test_each_status_alone_against_tiny_limits():
+    assert tiny(outcome()) == ("OK", None)
+    assert tiny(outcome(wstatus=3 << 8)) == ("RE", None)
+    assert tiny(outcome(wstatus=11)) == ("SG", None)
+    assert tiny(outcome(wstatus=31)) == ("SYS", None)
+    assert tiny(outcome(killed="output", wstatus=9)) == ("OLE", "output")
+    assert tiny(outcome(wstatus=25)) == ("OLE", "file_size")
+    assert tiny(outcome(killed="memory", wstatus=9)) == ("MLE", "memory")
+    assert tiny(outcome(), peak=101) == ("MLE", "memory")
+    assert tiny(outcome(killed="cpu_time", wstatus=9), cpu=1.01) == ("TLE", "cpu_time")
+    assert tiny(outcome(wstatus=24)) == ("TLE", "cpu_time")                 # SIGXCPU backstop
+    assert tiny(outcome(), cpu=1.2) == ("TLE", "cpu_time")                  # finished, but over
+    assert tiny(outcome(killed="wall_time", wstatus=9), wall=3.01) == ("TLE", "wall_time")
+    assert tiny(outcome(wstatus=None, killed="setup_timeout"))[0] == "XX"
+    assert tiny(outcome(wstatus=None))[0] == "XX"                           # init vanished
+    o = outcome(wstatus=None)                                                  # ... with the cgroup's OOM group kill
+    assert report._verdict(None, o, TINY, True, 0.1, 0.5, 100, None, 9, oom_kills=1)[:2] == ("MLE", "memory")
+
+
+def test_precedence_of_every_pair_against_tiny_limits():
+    # RE + SG cannot coexist; check every higher one wins over everything below it
+    assert tiny(outcome(killed="output", wstatus=31), peak=5) == ("OLE", "output")          # OLE > SYS
+    assert tiny(outcome(killed="output", wstatus=9), peak=500) == ("MLE", "memory")         # MLE > OLE
+    assert tiny(outcome(killed="memory", wstatus=9), cpu=2.0) == ("TLE", "cpu_time")        # TLE > MLE
+    assert tiny(outcome(wstatus=31), cpu=0.1, peak=500) == ("MLE", "memory")               # MLE > SYS
+    assert tiny(outcome(wstatus=11), cpu=5.0) == ("TLE", "cpu_time")                        # TLE > SG
+    assert tiny(outcome(wstatus=1 << 8), peak=500) == ("MLE", "memory")                     # MLE > RE
 
 
 def result(status, exit_code=None, cancelled=False, message=""):

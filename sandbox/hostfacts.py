@@ -143,8 +143,9 @@ def stop_recording():
         return None
     seen, unique = set(), []
     for fact in facts:          # a question asked twice (and answered alike) is checked once
-        if repr(fact) not in seen:
-            seen.add(repr(fact))
+        text = repr(fact)       # (answers hold lists: not hashable themselves)
+        if text not in seen:
+            seen.add(text)
             unique.append(fact)
     return unique
 

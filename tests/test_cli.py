@@ -129,6 +129,8 @@ def test_usage_errors(sbx):
     for args, what in ((["run", "--", "true"], b"no profile given"),
                        (["run", "--profile", "shell"], b"nothing to run"),
                        (["frobnicate"], b"unknown command"),
+                       (["rm-changes"], b"rm-changes takes one directory"),
+                       (["rm-changes", "a", "b"], b"rm-changes takes one directory"),
                        (["run", "--profile", "nosuch", "--", "true"], b"no built-in profile named 'nosuch'")):
         r = sbx(*args)
         assert r.returncode == 125, (args, r.stderr)

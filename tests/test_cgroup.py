@@ -146,14 +146,15 @@ def test_init_with_a_lowered_rlimit_cpu_survives_a_sigchld_flood(guest):
     """Init's hard RLIMIT_CPU lowered to 1 s, then a SIGCHLD flood: init is never killed by the
     kernel (XX).  Whether its own CPU stays clear of that limit is the guest's speed (every 10 ms
     sample costs what the emulated CPU makes it cost, and a loaded host stretches the run): so the
-    run is OK with the program's 1.5 s counted while init stayed below 0.75 s, and otherwise ends
-    SYS, init having stopped it itself before the kernel could."""
+    run is OK with the program's 1.5 s counted while init stayed clear of it (the guard stops at
+    0.75 s, checked at each sample), and otherwise ends SYS, init having stopped it itself before
+    the kernel could."""
     fact = guest["init_rlimit_flood"]
     rep = report(fact)
     assert fact["attack_rc"] == 0, fact["attack_stderr"]
     if rep["status"] == "OK":
         assert fact["stdout"] == "ready\ndone\n" and rep["cpu_time_s"] >= 1.5, fact
-        assert rep["init"]["cpu_s"] < 0.75, rep
+        assert rep["init"]["cpu_s"] < 1.0, rep             # alive under its hard limit to the end
     else:
         assert rep["status"] == "SYS" and "CPU time limit of the sandbox's init" in rep["message"], rep
         assert rep["init"]["cpu_s"] >= 0.5, rep            # near its limit: not a stop for nothing

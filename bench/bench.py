@@ -4,7 +4,8 @@
 Every command is run N times, round-robin (so a slow moment of the machine hits
 all of them alike), each as a fresh process, timed from spawn to reap.  Medians
 and ratios are printed.  Run it as an unprivileged user, or as root with
---user NAME (it drops to NAME with setpriv for every command).
+--user NAME: it then becomes NAME itself, once, before anything runs (a setpriv in front
+of every command would add its own start-up to bubblewrap's run too, and flatter the ratios).
 
     python3 bench/bench.py [--runs 200] [--user sandbox-test] [--sandbox PATH] [--json FILE]
 
@@ -12,7 +13,8 @@ Rows:
   /bin/true and python3 -c pass, each (a) directly, (b) under bubblewrap with a judge
   setup, (c) under `sandbox run`;
   and, to read the ratios: the Python interpreter alone (what any Python CLI pays
-  before its first line runs).
+  before its first line runs), and sandbox.execute of a prepared plan in a warm process
+  (the launcher and supervision alone: what no front end of `sandbox run` can go below).
 """
 import argparse
 import io
@@ -35,7 +37,7 @@ BWRAP_JUDGE = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr
 NO_BPF_CACHE = {"SANDBOX_NO_BPF_CACHE": "1", "SANDBOX_NO_PLAN_CACHE": "1"}   # a kept plan holds its filter
 
 
-def busybox_image(sandbox, prefix, env, uid, gid):
+def busybox_image(sandbox, env):
     """A one-layer busybox image in a temporary store, imported as the bench user.
     Returns (store, profile for the kernel backend, profile for fuse or None)."""
     tmp = tempfile.mkdtemp(prefix="sandbox-bench-")
@@ -64,12 +66,10 @@ def busybox_image(sandbox, prefix, env, uid, gid):
         profiles.append(f"{tmp}/{backend}.yaml")
     for path in os.listdir(tmp):
         os.chmod(f"{tmp}/{path}", 0o644)
-    if prefix:
-        os.chown(tmp, uid, gid)
     store_env = dict(env, SANDBOX_STORE=f"{tmp}/store")
-    subprocess.run(prefix + [sandbox, "image", "import", "bench-bb", f"{tmp}/bb.tar"], env=store_env, check=True,
+    subprocess.run([sandbox, "image", "import", "bench-bb", f"{tmp}/bb.tar"], env=store_env, check=True,
                    capture_output=True)
-    fuse_ok = subprocess.run(prefix + ["sh", "-c", "test -r /dev/fuse && test -w /dev/fuse"], env=env).returncode == 0
+    fuse_ok = os.access("/dev/fuse", os.R_OK | os.W_OK)
     return tmp, f"{tmp}/store", profiles[0], profiles[1] if fuse_ok and shutil.which("fuse-overlayfs") else None
 
 
@@ -114,6 +114,32 @@ def interpreter(script):
     return os.path.join(os.path.dirname(os.path.realpath(script)), "python3")
 
 
+WARM_NAME = "warm: sandbox.execute"
+# In the sandbox's own interpreter: one plan prepared, then executed once per line read;
+# each line answered with the seconds execute() took and the run's status.
+WARM_API = """
+import sys, time
+import sandbox
+plan = sandbox.prepare("native", ["/bin/true"])
+for line in sys.stdin:
+    t = time.perf_counter()
+    result = sandbox.execute(plan)
+    print(time.perf_counter() - t, 0 if result.status == "OK" else 1, flush=True)
+"""
+
+
+def spawn(name, argv, env, actions, warm):
+    """(exit status, seconds) of one run: a fresh process from spawn to reap, or one
+    execute() in the warm process."""
+    if name == WARM_NAME:
+        warm.stdin.write("\n")
+        seconds, status = warm.stdout.readline().split()
+        return int(status), float(seconds)
+    t = time.perf_counter()
+    _, status = os.waitpid(os.posix_spawn(argv[0], argv, env, file_actions=actions), 0)
+    return status, time.perf_counter() - t
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=200)
@@ -122,39 +148,41 @@ def main():
     ap.add_argument("--json", help="also write the medians here")
     args = ap.parse_args()
 
-    prefix, env = [], {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/tmp")}
     if os.geteuid() == 0:
         if not args.user:
             sys.exit("bench: run as an unprivileged user, or as root with --user NAME")
         pw = pwd.getpwnam(args.user)
-        prefix = [shutil.which("setpriv"), f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--"]
+        os.setgroups([])
+        os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+        os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
         env["HOME"] = pw.pw_dir if os.path.isdir(pw.pw_dir) else "/tmp"
-    else:
-        env["HOME"] = os.environ.get("HOME", "/tmp")
+    if not os.access(".", os.R_OK | os.X_OK):
+        os.chdir("/tmp")            # (root's /root, once we are the user)
     if not shutil.which("bwrap"):
         sys.exit("bench: bubblewrap is needed for the comparison (apt install bubblewrap)")
     python = interpreter(args.sandbox)
-    uid, gid = (pw.pw_uid, pw.pw_gid) if prefix else (os.getuid(), os.getgid())
-    image = busybox_image(args.sandbox, prefix, env, uid, gid)
-    cmds = [(name, prefix + [shutil.which(argv[0]) or argv[0]] + argv[1:], dict(env, **extra))
+    image = busybox_image(args.sandbox, env)
+    cmds = [(name, [shutil.which(argv[0]) or argv[0]] + argv[1:], dict(env, **extra))
             for name, argv, extra in commands(args.sandbox, python, image)]
+    warm = subprocess.Popen([python, "-c", WARM_API], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, bufsize=1)
+    cmds.append((WARM_NAME, None, None))
     times = {name: [] for name, _, _ in cmds}
     devnull = os.open(os.devnull, os.O_RDWR)
     actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
     for name, argv, cmd_env in cmds:              # warm-up: page cache, the profile and BPF caches
-        for _ in range(5):
-            os.waitpid(os.posix_spawn(argv[0], argv, cmd_env, file_actions=actions), 0)
-        _, status = os.waitpid(os.posix_spawn(argv[0], argv, cmd_env), 0)
+        for _ in range(6):
+            status = spawn(name, argv, cmd_env, actions, warm)[0]
         if status != 0:
-            sys.exit(f"bench: {name} fails: {' '.join(argv)} (status {status})")
+            sys.exit(f"bench: {name} fails: {' '.join(argv or ['sandbox.execute'])} (status {status})")
     for _ in range(args.runs):
         for name, argv, cmd_env in cmds:
-            t = time.perf_counter()
-            _, status = os.waitpid(os.posix_spawn(argv[0], argv, cmd_env, file_actions=actions), 0)
-            times[name].append(time.perf_counter() - t)
-
+            times[name].append(spawn(name, argv, cmd_env, actions, warm)[1])
+    warm.stdin.close()
+    warm.wait()
     med = {name: statistics.median(v) * 1000 for name, v in times.items()}
-    print(f"{args.runs} runs each, round-robin, medians in ms{' (each includes setpriv)' if prefix else ''}:\n")
+    print(f"{args.runs} runs each, round-robin, medians in ms, as {pwd.getpwuid(os.getuid()).pw_name}:\n")
     print(f"{'workload':<16}{'direct':>10}{'bwrap':>10}{'sandbox':>10}{'sandbox/bwrap':>16}{'sandbox-bwrap':>16}")
     for workload in ("true", "python3 -c pass"):
         d, b, s = (med[f"{workload}: {k}"] for k in ("direct", "bwrap", "sandbox run"))
@@ -176,10 +204,14 @@ def main():
     print(f"  /usr/bin/python3 -I -S -c pass  {med['floor: /usr/bin/python3 -I -S -c pass']:7.2f} ms "
           f"= {med['floor: /usr/bin/python3 -I -S -c pass'] / med['true: bwrap']:.2f}x bwrap")
     print(f"  sandbox's python -c pass        {floor:7.2f} ms = {floor / med['true: bwrap']:.2f}x bwrap")
+    warm = med[WARM_NAME]
+    print(f"  sandbox.execute, prepared plan, warm process {warm:7.2f} ms = {warm / med['true: bwrap']:.2f}x bwrap "
+          "(the launcher and supervision alone)")
     for name, label in (("true: sandbox run", "plan kept from an earlier run"),
                         ("true: sandbox run, plan built every run", "plan built every run (SANDBOX_NO_PLAN_CACHE=1)")):
-        print(f"  sandbox run /bin/true above that floor, {label}: {med[name] - floor:.2f} ms "
-              f"({(med[name] - floor) / med['true: bwrap']:.2f}x bwrap)")
+        own = med[name] - floor
+        print(f"  sandbox run /bin/true above that floor, {label}: {own:.2f} ms "
+              f"({own / med['true: bwrap']:.2f}x bwrap; {own - warm:.2f} ms more than the warm execute)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"runs": args.runs, "median_ms": med}, f, indent=2)

@@ -1024,16 +1024,23 @@ static void sample(void) {
     long long init_kids = usec(ru.ru_utime) + usec(ru.ru_stime);
     long long cpu_us = init_kids, anon = 0, file_max = 0, shmem = 0;
     int n = 0, procs = 0, changed = samples % 10 == 0;
-    DIR *d = opendir("/proc");
-    if (!d) {
+    /* getdents64 into a static buffer, not opendir: opendir allocates, and the program may
+     * have lowered init's RLIMIT_AS or RLIMIT_DATA to nothing (musl's allocator returns
+     * freed memory to the kernel, so even a reused DIR would need a new mapping) */
+    int d = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0) {
         struct rusage self;
         getrusage(RUSAGE_SELF, &self);
         guard_limits(usec(self.ru_utime) + usec(self.ru_stime));
         return;
     }
-    struct dirent *e;
+    static char dents[32768];
     char path[300], buf[4096];
-    while ((e = readdir(d))) {
+    struct entry { uint64_t ino; int64_t next; unsigned short reclen; unsigned char type; char d_name[]; };
+    for (long nread; (nread = syscall(SYS_getdents64, d, dents, sizeof dents)) > 0;)     /* each batch, each entry */
+    for (long off = 0; off < nread;) {
+        struct entry *e = (struct entry *)(dents + off);
+        off += e->reclen;
         if (e->d_name[0] < '0' || e->d_name[0] > '9' || strcmp(e->d_name, "1") == 0) continue;
         int ppid;
         unsigned long long start;
@@ -1073,7 +1080,7 @@ static void sample(void) {
             if (t->oom_bad >= 2) tampered = "oom_score_adj";
         }
     }
-    closedir(d);
+    close(d);
     if (n != ntab) changed = 1;   /* (a process gone shows as a count that differs, or a new pid above) */
     static int changed_last;      /* and once more after a change: the shares read then may be a spike's */
     int changed_now = changed;

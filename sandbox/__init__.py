@@ -4,16 +4,18 @@
     result = sandbox.run("py311", script="hello.py", limits={"cpu_time": "1s"})
     print(result.status, result.cpu_time_s, result.stdout)
 
-Attributes are imported lazily so that `sandbox run` starts fast.
+Attributes are imported lazily so that `sandbox run` starts fast; `__version__` too (the CLI's
+run needs it only for the report, which it imports while the launcher builds the sandbox).
 """
-
-from .version import __version__
 
 __all__ = ["run", "prepare", "execute", "Result", "Profile", "load_profile",
            "SandboxError", "ProfileError", "UsageError", "SetupError"]
 
 
 def __getattr__(name):
+    if name == "__version__":
+        from .version import __version__
+        return __version__
     if name in ("run", "prepare", "execute"):
         from . import runner
         return getattr(runner, name)

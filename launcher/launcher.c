@@ -65,6 +65,11 @@
  *          tmpfs of the sandbox) over it as a directory descriptor
  *          (SCM_RIGHTS), so the runner reads the files left there after the
  *          run and the tmpfs vanishes when it closes the descriptor
+ *   8      GATE_FD (optional): a pipe from the runner.  Init reads one byte
+ *          from it before it forks the program: "g" goes on; anything else
+ *          (EOF: the runner closed it) ends the run there, before the program
+ *          exists, init exiting 0 with no X record.  The runner checks a kept
+ *          plan (sandbox/plancache.py) while the sandbox is being built
  *
  * Exit status: 0 after a run (whatever the program did), 125 when the
  * launcher itself failed before the sandbox existed.
@@ -112,6 +117,7 @@
 #define STATUS_FD 5
 #define NOTIFY_FD 6       /* the program process hands the seccomp listener to init here */
 #define WORKDIR_FD 7      /* the launcher hands the kept working directory to the runner here */
+#define GATE_FD 8         /* init waits here for the runner's go before it forks the program */
 #define MAX_TOKENS 65536
 #define MAX_SLOTS 256
 #define MAX_OURS 64
@@ -142,6 +148,7 @@ static int nours;
 static int sample_ms = 10;
 static volatile pid_t init_pid;      /* in the launcher: the child to kill on SIGTERM */
 static int notify_sock[2] = {-1, -1}; /* init <-> program: the seccomp listener travels here */
+static int gated;                    /* GATE_FD was open on entry */
 static int cgroup_fd = -1;           /* the run's cgroup, init is born in it */
 static int helper_sock[2] = {-1, -1}; /* init asks the launcher for a FUSE daemon here */
 static pid_t fuse_pid;               /* in the launcher: that daemon */
@@ -1647,6 +1654,7 @@ static void op_clone(char **a, int nargs) {
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(alive[0]);
     close(ERR_FD);  /* only init and the program may report from here on */
+    if (gated) close(GATE_FD);      /* init's */
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null >= 0) { dup2(null, 0); dup2(null, 1); dup2(null, 2); }
     close(helper_sock[1]);
@@ -1715,6 +1723,13 @@ static void op_chdir(char **a, int nargs) {
 /* fork (init): the program is pid 2; init supervises it and never returns here.
  * The ops after this one run in the program. */
 static void op_fork(char **a, int nargs) {
+    if (gated) {                              /* the runner's go (GATE_FD, in the header) */
+        char go = 0;
+        ssize_t n;
+        while ((n = read(GATE_FD, &go, 1)) < 0 && errno == EINTR) ;
+        close(GATE_FD);
+        if (n != 1 || go != 'g') _exit(0);
+    }
     sigprocmask(SIG_BLOCK, &init_signals, NULL);
     /* Non-dumpable from here on (not earlier: init writes its own
      * /proc/self files during setup): the program, same uid, can
@@ -1814,8 +1829,9 @@ int main(int argc, char **argv) {
      * our pipes close at exec (posix_spawn's dup2 cleared close-on-exec): a
      * program holding the error pipe could forge setup errors. */
     syscall(SYS_close_range, STATUS_FD + 1, WORKDIR_FD - 1, 0);
-    syscall(SYS_close_range, WORKDIR_FD + 1, ~0U, 0);
+    syscall(SYS_close_range, GATE_FD + 1, ~0U, 0);
     fcntl(WORKDIR_FD, F_SETFD, FD_CLOEXEC);
+    gated = fcntl(GATE_FD, F_SETFD, FD_CLOEXEC) == 0;    /* now, before any fd of ours can take the number */
     fcntl(ERR_FD, F_SETFD, FD_CLOEXEC);
     fcntl(STATUS_FD, F_SETFD, FD_CLOEXEC);
     signal(SIGTERM, on_term);

@@ -137,31 +137,25 @@ def _request(opts):
 
 
 def cmd_run(argv):
-    from . import plancache, runner
+    from . import plancache
     opts = _parse_run(argv)
     if "output" in opts:
         raise UsageError("--output belongs to sandbox learn", "--output", "use --stdout FILE for the program's output")
     request = dict(profile=opts["profile"], argv=opts.get("argv"), seccomp=opts.get("seccomp"),
                    require_cgroup=opts.get("require_cgroup", False), keep_changes=opts.get("keep_changes"),
                    **_request(opts))
-    plan = None if opts.get("explain") else plancache.lookup(request)
-    if plan is None:
-        plancache.record()
-        try:
-            plan = runner.prepare(**request)
-        except SandboxError as e:
-            raise _limit_error(e) from None
-        finally:
-            plancache.store(request, plan)
+    kept = None if opts.get("explain") else plancache.lookup(request)
+    plan, confirm = kept or (_build(request), None)
     if opts.get("explain"):
         _print(plan.explain())
         return 0
     if "report" in opts:
         _check_report(opts["report"])
-    from .lookout import final_line, must_print
-    out, err = _relay("stdout", 1, opts), _relay("stderr", 2, opts)
-    result = runner.execute(plan, stdin=_stdin(opts), stdout=out, stderr=err)
+    result, out, err = _execute(plan, opts, confirm)
+    if result is None:          # the host changed since the plan was kept: a new plan, as if there were none
+        result, out, err = _execute(_build(request), opts, None)
     # From here on the sandbox is gone and its output relayed: what we write comes after all of it.
+    from .lookout import final_line, must_print
     for name, sink in (("stdout", out), ("stderr", err)):
         if getattr(sink, "dropped", 0):
             from .units import human_size
@@ -173,6 +167,38 @@ def cmd_run(argv):
             or (result.status not in QUIET_STATUSES and not opts.get("quiet"))):
         _say(final_line(f"sandbox: {result.status}: {result.message}", lookouts))
     return result.exit_status if reported else EXIT_SANDBOX
+
+
+def _build(request):
+    from . import plancache, runner
+    plancache.record()
+    plan = None
+    try:
+        plan = runner.prepare(**request)
+    except SandboxError as e:
+        raise _limit_error(e) from None
+    finally:
+        plancache.store(request, plan)
+    return plan
+
+
+def _execute(plan, opts, confirm):
+    """(result, stdout target, stderr target); result None when `confirm` said no (runner.execute)."""
+    from . import runner
+    out, err = _relay("stdout", 1, opts), _relay("stderr", 2, opts)
+    _collect_from_here()
+    return runner.execute(plan, stdin=_stdin(opts), stdout=out, stderr=err, confirm=confirm), out, err
+
+
+def _collect_from_here():
+    """The start-up (imports, the plan) allocates thousands of objects that live until
+    the process ends; the garbage collector, scanning them again and again, cost up to a
+    millisecond of a cold `sandbox run`.  entry() turns it off for the start-up; from the
+    run on it works again, on what is allocated after this point only (gc.freeze)."""
+    import gc
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
 
 
 def _stdin(opts):
@@ -439,6 +465,9 @@ def entry():
     """The `sandbox` command (bin/sandbox).  After `sandbox run`, whose child processes are all
     reaped and whose output is written, the process ends without the interpreter's teardown:
     freeing every module and object costs more than a millisecond and changes nothing then."""
+    if sys.argv[1:2] == ["run"]:
+        import gc
+        gc.disable()            # until the run starts (cmd_run): see _collect_from_here
     status = main()
     if sys.argv[1:2] == ["run"]:
         try:

@@ -60,7 +60,8 @@ def _python():
 def run(args, binds, where):
     """idtree.py ARGS with `binds` [(host path, inside path, rw)]; its stdout (bytes).
     A SetupError names `where` and what idtree.py or the launcher said."""
-    from .supervise import Sink, supervise
+    from .stdio import Sink
+    from .supervise import supervise
     exe, extra = _python()
     want = _Want(where)
     sources = [(p, p, False) for p in SYSTEM if os.path.exists(p) and not os.path.islink(p)]

@@ -8,12 +8,13 @@ posix_spawn, not fork: the caller may be a threaded program, and nothing of
 Python runs in the child.
 """
 import os
+import time
 
 from .errors import ProfileError, SetupError, UsageError, shorten
 
 LAUNCHER_NAME = "sandbox-launch"
 _HERE = os.path.dirname(os.path.abspath(__file__))
-SIGPIPE, SIGXFSZ = 13, 25
+SIGPIPE, SIGXFSZ, SIGTERM = 13, 25, 15
 
 # The launcher's descriptors on entry (0-2: the program's stdio).
 PLAN_FD = 3             # the encoded plan, a memfd
@@ -21,6 +22,7 @@ ERR_FD = 4              # setup errors: "E <op index> <errno> <text>"; the progr
 STATUS_FD = 5           # status records (launcher.c's header lists them)
 NOTIFY_FD = 6           # in the program process: the seccomp listener goes to init here
 WORKDIR_FD = 7          # optional: a unix socket the kept working directory is sent back on
+GATE_FD = 8             # optional: a pipe; init waits for b"g" on it before it forks the program
 
 MAGIC = b"SBX1"
 MAX_TOKENS = 65536      # launcher.c MAX_TOKENS: the NUL-separated strings of an encoded plan
@@ -69,11 +71,37 @@ def launcher_path():
 
 
 class Launched:
-    """The running launcher and the runner's ends of its pipes."""
-    __slots__ = ("pid", "err", "status", "out", "errout")
+    """The running launcher, the runner's ends of its pipes, and when it was spawned (time.monotonic).
+    `gate`: our end of GATE_FD when spawn(gate=True), else None: see go() and abandon()."""
+    __slots__ = ("pid", "err", "status", "out", "errout", "t_spawn", "gate")
 
-    def __init__(self, pid, err, status, out, errout):
+    def __init__(self, pid, err, status, out, errout, t_spawn, gate=None):
         self.pid, self.err, self.status, self.out, self.errout = pid, err, status, out, errout
+        self.t_spawn, self.gate = t_spawn, gate
+
+    def go(self):
+        """Let init fork the program.  (If the launcher failed before the gate, its error is
+        in the error pipe, which the supervise loop reads.)"""
+        gate, self.gate = self.gate, None
+        try:
+            os.write(gate, b"g")
+        except BrokenPipeError:
+            pass
+        finally:
+            os.close(gate)
+
+    def abandon(self):
+        """End this launch before the program exists: init, at the gate, reads EOF and exits;
+        the launcher is reaped and every pipe closed.  Nothing of it is reported."""
+        os.close(self.gate)
+        self.gate = None
+        try:
+            os.kill(self.pid, SIGTERM)      # (should init still be building: the usual way to end a run)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+        for fd in (self.err, self.status, self.out, self.errout):
+            os.close(fd)
 
 
 def _pipe(mine, theirs):
@@ -83,8 +111,9 @@ def _pipe(mine, theirs):
     return r, w
 
 
-def spawn(plan_bytes, stdin_fd, workdir_sock=None):
-    """`workdir_sock`: a unix socket on which the launcher sends the kept working directory (WORKDIR_FD)."""
+def spawn(plan_bytes, stdin_fd, workdir_sock=None, gate=False):
+    """`workdir_sock`: a unix socket on which the launcher sends the kept working directory (WORKDIR_FD).
+    `gate`: init builds the sandbox, then waits for Launched.go() before it forks the program (GATE_FD)."""
     path = launcher_path()
     plan = os.memfd_create("sandbox-plan", os.MFD_CLOEXEC)
     mine, theirs = [], [plan]
@@ -94,10 +123,17 @@ def spawn(plan_bytes, stdin_fd, workdir_sock=None):
         st_r, st_w = _pipe(mine, theirs)
         out_r, out_w = _pipe(mine, theirs)
         eo_r, eo_w = _pipe(mine, theirs)
+        gate_w = None
+        if gate:
+            gate_r, gate_w = os.pipe()
+            mine.append(gate_w)
+            theirs.append(gate_r)
         # target fd in the launcher <- our fd
         wiring = [(0, stdin_fd), (1, out_w), (2, eo_w), (PLAN_FD, plan), (ERR_FD, err_w), (STATUS_FD, st_w)]
         if workdir_sock is not None:
             wiring.append((WORKDIR_FD, workdir_sock))
+        if gate:
+            wiring.append((GATE_FD, gate_r))
         # Two passes through fds above every source, so that no dup2 can
         # clobber a source that is still to be moved, and no target keeps
         # close-on-exec (dup2 onto itself would).
@@ -105,6 +141,7 @@ def spawn(plan_bytes, stdin_fd, workdir_sock=None):
         actions = [(os.POSIX_SPAWN_DUP2, src, base + i) for i, (_, src) in enumerate(wiring)]
         actions += [(os.POSIX_SPAWN_DUP2, base + i, dst) for i, (dst, _) in enumerate(wiring)]
         actions += [(os.POSIX_SPAWN_CLOSE, base + i) for i in range(len(wiring))]
+        t_spawn = time.monotonic()
         pid = os.posix_spawn(path, [LAUNCHER_NAME], {}, file_actions=actions,
                              setsigdef=(SIGPIPE, SIGXFSZ), setsigmask=())
     except BaseException:
@@ -114,7 +151,7 @@ def spawn(plan_bytes, stdin_fd, workdir_sock=None):
     finally:
         for fd in theirs:
             os.close(fd)
-    return Launched(pid, err_r, st_r, out_r, eo_r)
+    return Launched(pid, err_r, st_r, out_r, eo_r, t_spawn, gate_w)
 
 
 # ------------------------------------------------------------------ the ops

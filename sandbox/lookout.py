@@ -21,9 +21,8 @@ What the CLI guarantees instead:
 - it always starts on a line of its own.
 """
 import codecs
-import itertools
 
-_order = itertools.count()
+_chunks = [0]       # relayed chunks so far, every stream's: `order` says which stream wrote last
 
 TERMINAL_RESET = (
     "\x18"                 # CAN: abandon an escape or control sequence left half-written
@@ -54,7 +53,8 @@ class Lookout:
     def see(self, data):
         if not data:
             return
-        self.last, self.order = data[-1:], next(_order)
+        _chunks[0] += 1
+        self.last, self.order = data[-1:], _chunks[0]
         if not self.lookalike:
             window = (self.tail + data).lower()
             self.lookalike = b"sandbox:" in window

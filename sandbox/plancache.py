@@ -12,7 +12,11 @@ dozen questions; that costs a cold `sandbox run` more than bubblewrap's whole ru
   bind source or an upgraded package is a new plan;
 
 and uses a kept plan again only when the key is equal and every fact still holds: the
-host is asked again on every run, only the work of deriving the plan is saved.  Plans
+host is asked again on every run, only the work of deriving the plan is saved.  The facts
+are checked while the launcher builds the sandbox: init waits at a gate before it forks the
+program (launch.GATE_FD), and goes on only once they hold.  When one does not, that launch
+is abandoned (nothing of the program existed; what init built is in namespaces of its own,
+gone with it) and the CLI builds the plan again, as if none had been kept.  Plans
 with host steps (a root caller's, a delegated cgroup's: hoststep.py) or an image root
 are not kept; they are built each time, as the API builds them.
 
@@ -39,9 +43,10 @@ def _key(request):
 
 
 def _slot(key):
-    import zlib
-    # repr, not marshal: marshal's bytes for equal values differ with their reference counts
-    return configfiles.cache_path("plans", f"{zlib.crc32(repr(key).encode()) % SLOTS:02d}.marshal")
+    # repr, not marshal: marshal's bytes for equal values differ with their reference counts.
+    # The bytes as one number modulo a prime (a polynomial hash, base 256): no module to import.
+    number = int.from_bytes(repr(key).encode(), "little") % 2305843009213693951     # 2**61 - 1
+    return configfiles.cache_path("plans", f"{number % SLOTS:02d}.marshal")
 
 
 def enabled():
@@ -49,7 +54,10 @@ def enabled():
 
 
 def lookup(request):
-    """The kept plan for `request` (the keyword arguments of runner.prepare), or None."""
+    """The kept plan for `request` (the keyword arguments of runner.prepare) and a function
+    that says whether its facts still hold, or None.  The plan may be run only if that
+    function says yes: the CLI asks it while the launcher builds the sandbox, before the
+    program exists (runner.execute's `confirm`), so that the check costs no time of its own."""
     if not enabled():
         return None
     try:
@@ -59,11 +67,19 @@ def lookup(request):
             if st.st_uid != os.geteuid() or st.st_mode & 0o022:
                 return None                 # a plan someone else could have written is not ours to run
             entry = marshal.loads(f.read())    # (marshal.load(f) reads a file object piece by piece: 3x slower)
-        if entry[0] != key or not hostfacts.still_true(entry[1]):
+        if entry[0] != key:
             return None
-        return _plan(entry[2])
+        facts = entry[1]
+        return _plan(entry[2]), lambda: _holds(facts)
     except (OSError, EOFError, ValueError, TypeError, IndexError):
         return None
+
+
+def _holds(facts):
+    try:
+        return hostfacts.still_true(facts)
+    except (OSError, ValueError, TypeError, IndexError):     # a damaged entry's facts
+        return False
 
 
 def record():

@@ -81,7 +81,8 @@ def kernel_overlay_works():
     import shutil
     from . import userns
     from .namespaces import CLONE_NEWNS
-    from .supervise import Sink, supervise
+    from .stdio import Sink
+    from .supervise import supervise
     empty = os.path.join(os.path.dirname(path), f"overlay-probe-{os.getpid()}")
     os.makedirs(empty, exist_ok=True)
     ops = userns.step({}, os.getpid()).ops + [

@@ -1,9 +1,8 @@
 """profile -> plan -> apply -> report, for one run.  This is `sandbox.run`."""
 import os
 
-from . import launch, report, stdio
+from . import launch, stdio
 from .hoststep import HostRun, HostStep
-from .supervise import supervise
 
 
 def _limit_overrides(limits, where):
@@ -41,7 +40,7 @@ def prepare(profile, argv=None, *, script=None, args=(), limits=None, binds=(), 
     return plan_mod.build(profile, request)
 
 
-def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_timeout=None):
+def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_timeout=None, confirm=None):
     """Run a prepared plan.  stdin: None (empty), bytes, a path, an fd, or
     stdio.Shared(fd); what each becomes, so that the program never holds a host
     file or the caller's terminal, is in stdio.py.  stdout/stderr: None
@@ -49,14 +48,18 @@ def execute(plan, *, stdin=None, stdout=None, stderr=None, cancel=None, relay_ti
     cancel: an fd; when it becomes readable the sandbox is killed (another
     thread ending this run, e.g. the other half of an interactive pair).
     relay_timeout: once the sandbox is gone, how long output relayed to an fd
-    may wait for a reader that makes no progress (None: for ever)."""
-    result, workdir = _execute(plan, stdin, stdout, stderr, cancel, relay_timeout)
+    may wait for a reader that makes no progress (None: for ever).
+    confirm: a function called once the launcher is building the sandbox, before the program
+    exists (the CLI checks a kept plan with it, plancache.py); when it returns False the
+    launch is abandoned, nothing of it reported, and execute returns None.  The stdout and
+    stderr Sinks given are closed then: a new execute needs new ones."""
+    result, workdir = _execute(plan, stdin, stdout, stderr, cancel, relay_timeout, confirm)
     if workdir is not None:
         os.close(workdir)
     return result
 
 
-def _execute(plan, stdin, stdout, stderr, cancel, relay_timeout):
+def _execute(plan, stdin, stdout, stderr, cancel, relay_timeout, confirm=None):
     """execute(), and the working directory's descriptor when the plan keeps it (else None).
     The plan's host steps first (hoststep.py), in its order, then the launcher with the rest."""
     closing, usage, sinks, stdin_, keep, workdir = [], None, [], None, None, None
@@ -75,10 +78,16 @@ def _execute(plan, stdin, stdout, stderr, cancel, relay_timeout):
             import socket       # (enum, selectors: only for runs that keep their working directory)
             keep = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         launched = launch.spawn(plan.encode(cg.path if cg else None, host.uid if host else None), stdin_.fd,
-                                keep[1].fileno() if keep else None)
+                                keep[1].fileno() if keep else None, gate=confirm is not None)
         stdin_.spawned()
         if keep:
             keep[1].close()
+        # Imported here, while the launcher builds the sandbox: the first run of a process (the
+        # CLI's only one) does this work beside the launcher's instead of before it.
+        from . import report
+        from .supervise import supervise
+        if confirm is not None and not _confirmed(launched, confirm):
+            return None, None
         outcome = supervise(launched, plan.limits, out_sink, err_sink, cg, cancel, relay_timeout, stdin_.feed)
         usage = cg.final() if cg else None
         if keep:
@@ -105,6 +114,20 @@ def _execute(plan, stdin, stdout, stderr, cancel, relay_timeout):
                         stdout=bytes(out_sink.captured) if out_sink.captured is not None else None,
                         stderr=bytes(err_sink.captured) if err_sink.captured is not None else None,
                         degraded=degraded, cgroup=usage, cgroup_path=cg.path if cg else None), workdir
+
+
+def _confirmed(launched, confirm):
+    """Ask `confirm` while init waits at its gate (launch.GATE_FD); let it go on, or abandon it."""
+    try:
+        ok = confirm()
+    except BaseException:
+        launched.abandon()
+        raise
+    if ok:
+        launched.go()
+    else:
+        launched.abandon()
+    return ok
 
 
 def run(profile, argv=None, *, script=None, args=(), stdin=None, stdout=None, stderr=None,

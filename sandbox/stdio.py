@@ -23,19 +23,145 @@ tcflow).  So:
 MEMFD_MAX: a copy costs the caller memory (tmpfs pages not charged to the
 run) and time before the run starts; beyond it the relay's memory is one
 64 KiB chunk whatever the size, at the price of stdin not being seekable.
+
+The runner's ends are here too: a Sink (where one output stream goes) and a Feed (stdin
+relayed); supervise.py's loop moves the data.
 """
 import os
+import select
 import stat
 
 from .errors import UsageError
-from .supervise import Feed, Sink
 
+POLLIN, POLLOUT, POLLERR, POLLHUP = select.POLLIN, select.POLLOUT, select.POLLERR, select.POLLHUP
+CHUNK = 65536
+PIPE_BUF = 4096
 MEMFD_MAX = 64 << 20
 TERMINAL_CHUNK = 256                # n_tty signals POLLOUT with fewer than 256 bytes queued (WAKEUP_CHARS)
 TERMINAL_IDLE = 5.0                 # s: a terminal taking nothing once the sandbox is gone (^S, tcflow) loses the rest
 F_ADD_SEALS = 1033
 SEALS = 1 | 2 | 4 | 8               # F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE
 NULL_DEVICE = os.makedev(1, 3)
+
+
+class Sink:
+    """Where one output stream goes: relayed to a file descriptor, captured in
+    memory, or dropped.  Relayed data is written only when the fd is writable,
+    so a stalled reader never stalls supervision.  `owned`: the fd is ours to
+    close (a terminal's private description, stdio.fd_sink); `watch`: an object
+    whose see(data) is shown everything relayed (the CLI's verdict-line lookout);
+    `idle`: drain() never waits longer than this for a reader that takes nothing
+    (set for terminals); `dropped`: bytes drain() gave up on."""
+    __slots__ = ("fd", "captured", "pending", "broken", "chunk", "owned", "tty", "watch", "idle", "dropped")
+
+    def __init__(self, fd=None, capture=False, owned=False, tty=False):
+        self.fd = fd
+        self.captured = bytearray() if capture else None
+        self.pending = bytearray()
+        self.broken = False
+        self.chunk = CHUNK
+        self.owned, self.tty, self.watch, self.idle, self.dropped = owned, tty, None, None, 0
+        if fd is not None:
+            try:
+                mode = os.fstat(fd).st_mode
+                if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                    self.chunk = PIPE_BUF   # POLLOUT on a pipe promises room for PIPE_BUF bytes only
+            except OSError:
+                self.broken = True
+
+    def feed(self, data):
+        if self.captured is not None:
+            self.captured += data
+        elif self.fd is not None and not self.broken:
+            self.pending += data
+            if self.watch is not None:
+                self.watch.see(data)
+
+    def close(self):
+        if self.owned:
+            os.close(self.fd)
+            self.owned = False
+
+    def drain(self, idle_timeout=None, cancel=None):
+        """The sandbox is gone: hand over what is pending.  Waits for the reader as long
+        as it makes progress; gives up (dropping the rest) after `idle_timeout` seconds
+        without any (or `self.idle`, whichever is shorter), or when `cancel` becomes
+        readable.  None waits for ever, as a pipe's writer would."""
+        if self.idle is not None:
+            idle_timeout = self.idle if idle_timeout is None else min(idle_timeout, self.idle)
+        while self.pending and not self.broken:
+            poller = select.poll()
+            poller.register(self.fd, POLLOUT)
+            if cancel is not None:
+                poller.register(cancel, POLLIN)
+            events = dict(poller.poll(None if idle_timeout is None else int(idle_timeout * 1000)))
+            if not events or cancel in events:
+                self.dropped += len(self.pending)
+                self.pending.clear()
+                return
+            self.write_some()
+
+    def write_some(self):
+        """One write, of what the fd surely takes without blocking (see `chunk`)."""
+        if self.pending and not self.broken:
+            try:
+                n = os.write(self.fd, self.pending[:self.chunk])
+            except BlockingIOError:
+                return
+            except OSError:
+                self.broken = True     # EPIPE and friends: the reader is gone, keep draining the program
+                self.pending.clear()
+                return
+            del self.pending[:n]
+
+
+class Feed:
+    """The program's stdin relayed from a descriptor it must not hold (the caller's
+    terminal, a pipe the caller's shell may share, a device, a file too large to
+    copy: stdio.py).  At most one CHUNK is held: the next read from `src` waits
+    until the program's pipe has taken all of it, so the caller's input is
+    consumed only as fast as the program reads (backpressure), and a line typed
+    on a terminal reaches the program at once.  `dst`, our non-blocking end of
+    the program's pipe, is closed at the source's EOF, which the program then sees."""
+    __slots__ = ("src", "dst", "pending")
+
+    def __init__(self, src, dst):
+        self.src, self.dst, self.pending = src, dst, b""
+
+    def wants(self):
+        if self.dst is None:
+            return ()
+        return ((self.dst, POLLOUT),) if self.pending else ((self.src, POLLIN),)
+
+    def on(self, fd, events):
+        if self.dst is None:
+            return
+        if fd == self.src and not self.pending and events & (POLLIN | POLLHUP | POLLERR):
+            try:
+                data = os.read(self.src, CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:              # EIO: a terminal hung up; that ends the input too
+                data = b""
+            if not data:
+                self.close()
+                return
+            self.pending = data
+        elif not (fd == self.dst and self.pending):
+            return
+        try:
+            n = os.write(self.dst, self.pending)
+        except BlockingIOError:
+            return
+        except OSError:                  # EPIPE: no process holds the program's stdin any more
+            self.close()
+            return
+        self.pending = self.pending[n:]
+
+    def close(self):
+        if self.dst is not None:
+            os.close(self.dst)
+            self.dst, self.pending = None, b""
 
 
 class Shared:

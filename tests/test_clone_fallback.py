@@ -20,7 +20,8 @@ import pytest
 RUN = r"""
 import ctypes, json, os, struct, sys
 from sandbox import launch, runner
-from sandbox.supervise import Sink, supervise
+from sandbox.stdio import Sink
+from sandbox.supervise import supervise
 
 def insn(code, k, jt=0, jf=0):
     return struct.pack("HBBI", code, jt, jf, k)

@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from sandbox import launch
-from sandbox.supervise import Sink, supervise
+from sandbox.stdio import Sink
+from sandbox.supervise import supervise
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, "sandbox")
@@ -76,7 +77,7 @@ def test_no_op_is_dead():
 def test_descriptors_bounds_and_header_agree_with_launcher_c():
     src = _c_source()
     defines = dict(re.findall(r"^#define (\w+) (\d+)", src, re.M))
-    for name in ("PLAN_FD", "ERR_FD", "STATUS_FD", "NOTIFY_FD", "WORKDIR_FD", "MAX_TOKENS", "MAX_SLOTS"):
+    for name in ("PLAN_FD", "ERR_FD", "STATUS_FD", "NOTIFY_FD", "WORKDIR_FD", "GATE_FD", "MAX_TOKENS", "MAX_SLOTS"):
         assert int(defines[name]) == getattr(launch, name), name
     assert re.search(r'strcmp\(tok\[0\], "(\w+)"\)', src).group(1).encode() == launch.MAGIC
 
@@ -88,7 +89,7 @@ def test_every_status_record_and_descriptor_is_documented_in_the_header():
     assert {"D", "S", "X", "L", "I", "V", "Y", "T"} <= written       # the scan itself finds them
     for record in written | {"E"}:
         assert re.search(rf"^ \*  +{record} <", header, re.M), f"record {record} is not in launcher.c's header"
-    for fd in ("PLAN_FD", "ERR_FD", "STATUS_FD", "NOTIFY_FD", "WORKDIR_FD"):
+    for fd in ("PLAN_FD", "ERR_FD", "STATUS_FD", "NOTIFY_FD", "WORKDIR_FD", "GATE_FD"):
         assert re.search(rf"^ \*   {getattr(launch, fd)}      {fd}", header, re.M), fd
 
 

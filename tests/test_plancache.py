@@ -38,6 +38,62 @@ def test_the_second_run_imports_nothing_that_builds_a_plan(user):
     assert os.listdir(_cache(user))
 
 
+def test_report_and_supervision_are_imported_while_the_launcher_works(user):
+    """The CLI imports the report and the supervise loop after it has spawned the launcher, so
+    that a cold run does that work beside the launcher's instead of before it; and by then the
+    garbage collector, off for the start-up (cli.entry), works again."""
+    code = ("import gc, sys\nfrom sandbox import launch\nspawn = launch.spawn\n"
+            "def spy(*a, **k):\n"
+            "    seen = sorted({'sandbox.report', 'sandbox.supervise'} & set(sys.modules))\n"
+            "    sys.stderr.write(repr((seen, gc.isenabled())))\n"
+            "    return spawn(*a, **k)\n"
+            "launch.spawn = spy\nsys.argv = ['sandbox', 'run', '--profile', 'native', '--', '/bin/true']\n"
+            "from sandbox.cli import entry\nentry()\n")
+    for _ in range(2):                  # the plan built, then kept
+        r = user.run([sys.executable, "-c", code])
+        assert (r.returncode, r.stderr) == (0, b"([], True)"), r.stderr
+
+
+GATE_SCRIPT = """
+import os, sys
+import sandbox
+box = sys.argv[1]
+plan = sandbox.prepare("shell", ["/bin/sh", "-c", "echo ran >> /out/log; echo ran"], binds=[box + ":/out:rw"])
+fds = sorted(os.listdir("/proc/self/fd"))
+
+def left():
+    try:
+        return os.waitpid(-1, os.WNOHANG)       # a child not reaped
+    except ChildProcessError:
+        return None
+
+def no():
+    return False
+
+def fails():
+    raise KeyError("the check itself failed")
+
+assert sandbox.execute(plan, confirm=no) is None
+try:
+    sandbox.execute(plan, confirm=fails)
+except KeyError:
+    pass
+print(os.path.exists(box + "/log"), sorted(os.listdir("/proc/self/fd")) == fds, left())
+r = sandbox.execute(plan, confirm=lambda: True)
+print(r.status, r.stdout, open(box + "/log").read().count("ran"), sorted(os.listdir("/proc/self/fd")) == fds, left())
+"""
+
+
+def test_a_launch_whose_plan_no_longer_holds_runs_nothing_and_leaves_nothing(user, box):
+    """What the CLI does with a kept plan: init builds the sandbox and waits at its gate while
+    the facts are checked (runner.execute's confirm).  A no, or a check that fails, abandons
+    the launch: the program never ran (its write to a bound host directory is not there), no
+    descriptor or child process is left.  A yes runs it, once."""
+    r = user.run([sys.executable, "-c", GATE_SCRIPT, box])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == ["False True None", "OK b'ran\\n' 1 True None"]
+
+
 def test_an_edited_profile_is_a_new_plan(sbx, box):
     profile = sbx.script("p.yaml", "extends: shell\nenv: {WHO: first}\n")
     argv = ("run", "--profile", profile, "--", "/bin/sh", "-c", 'echo "$WHO"')

@@ -113,11 +113,12 @@ def test_a_kept_plan_runs_as_the_fresh_one(tmp_path):
     plancache.record()
     fresh = runner.prepare(**request)
     plancache.store(request, fresh)
-    kept = plancache.lookup(request)
+    found = plancache.lookup(request)
     if hostids.caller_is_root():
-        assert kept is None                 # a root caller's plan claims a host id per run: never kept
+        assert found is None                # a root caller's plan claims a host id per run: never kept
         return
-    assert kept is not None
+    kept, holds = found
+    assert holds()
     assert kept.encode() == fresh.encode()
     assert [s.name for s in kept.steps] == [s.name for s in fresh.steps]
     assert [s.hints for s in kept.steps] == [s.hints for s in fresh.steps]
@@ -151,9 +152,12 @@ def test_a_changed_answer_is_a_miss(tmp_path):
     if hostids.caller_is_root():
         assert plancache.lookup(request) is None
         return
-    assert plancache.lookup(request) is not None
+    plan, holds = plancache.lookup(request)
+    assert holds()
     src.rmdir()
-    assert plancache.lookup(request) is None                # the bind source is gone: build again
+    assert not holds()                                      # the bind source is gone: build again
+    _, holds_now = plancache.lookup(request)                # (the same key: the plan is found, ...
+    assert not holds_now()                                  # ... its facts do not hold)
     assert plancache.lookup(dict(request, env={"B": "2"})) is None      # another request: another key
 
 

@@ -12,8 +12,6 @@ Order matters and is fixed here:
 - the root tmpfs is remounted read-only last: the program owns it and must not
   be able to create files in /.
 """
-import os
-
 from . import hostfacts, launch
 from .errors import ProfileError, UsageError
 from .namespaces import CLONE_NEWNS

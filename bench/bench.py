@@ -143,7 +143,7 @@ def spawn(name, argv, env, actions, warm):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--user", help="run every command as this user (needed when running as root)")
+    ap.add_argument("--user", help="as root: become this user before anything runs (needed then)")
     ap.add_argument("--sandbox", default=shutil.which("sandbox") or os.path.join(os.path.dirname(sys.executable), "sandbox"))
     ap.add_argument("--json", help="also write the medians here")
     args = ap.parse_args()

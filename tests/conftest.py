@@ -164,13 +164,14 @@ def chown_tree(user, path):
 
 
 @contextlib.contextmanager
-def pong_server(user):
-    """A TCP server on 127.0.0.1, run as the test user, that answers b'pong' to every connection
-    (a stand-in for the network a setup step may reach); yields its port, stops it after."""
+def pong_server(user, reply=b"pong"):
+    """A TCP server on 127.0.0.1, run as the test user, that answers `reply` to every connection
+    (a stand-in for the network a setup step may reach, or a service a test must not reach);
+    yields its port, stops it after."""
     server = user.popen([sys.executable, "-c",
                          "import socket\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
                          "print(s.getsockname()[1], flush=True)\n"
-                         "while True:\n    c, _ = s.accept(); c.sendall(b'pong'); c.close()\n"],
+                         f"while True:\n    c, _ = s.accept(); c.sendall({reply!r}); c.close()\n"],
                         stdout=subprocess.PIPE)
     try:
         yield int(server.stdout.readline())

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import no_traceback
+from conftest import no_traceback, pong_server
 
 SAMPLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ci_samples")
 
@@ -69,18 +69,8 @@ def workdir(user):
 @pytest.fixture
 def secret_service(user):
     """A loopback TCP server, run as the test user, that hands out a secret."""
-    code = ("import socket\n"
-            "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
-            "print(s.getsockname()[1], flush=True)\n"
-            "while True:\n"
-            "    c, _ = s.accept(); c.sendall(b'secret-service'); c.close()\n")
-    p = user.popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
-    try:
-        yield int(p.stdout.readline())
-    finally:
-        p.kill()
-        p.wait()
-        p.stdout.close()
+    with pong_server(user, b"secret-service") as port:
+        yield port
 
 
 @pytest.fixture

@@ -90,18 +90,11 @@ def record():
 
 def store(request, plan):
     """Keep `plan`, built for `request` since record(), if it is a plan that may be kept."""
+    keep = enabled() and plan is not None and plan.rootfs is None and not plan.keep_workdir and not plan.cgroup \
+        and all(type(s) is Step for s in plan.steps) and _ask_for_the_code()
     facts = hostfacts.stop_recording()
-    if facts is None or plan is None or plan.rootfs is not None or plan.keep_workdir or plan.cgroup \
-            or any(type(s) is not Step for s in plan.steps):
+    if facts is None or not keep:
         return
-    # The code that built it: a changed module may build a different plan.
-    for name, module in list(sys.modules.items()):
-        path = getattr(module, "__file__", None)
-        if name.startswith("sandbox.") and path:
-            try:
-                facts.append(("stat", (path,), ("=", hostfacts.QUESTIONS["stat"](path))))
-            except OSError:
-                return
     # What a run reads of a plan: not what only --explain shows (summaries, parameters),
     # nor the profile's data (the report names the profile; the steps hold the rest).
     p = plan.profile
@@ -113,6 +106,19 @@ def store(request, plan):
     except (OSError, ValueError):   # no working directory any more; something not plain data
         return
     configfiles.write_cache(_slot(key), data, 0o600)    # lookup() trusts no other mode
+
+
+def _ask_for_the_code():
+    """The code that built the plan is a fact too (a changed module may build a different
+    plan): each sandbox module's stamp, asked while recording.  False if one cannot be read."""
+    for name, module in list(sys.modules.items()):
+        path = getattr(module, "__file__", None)
+        if name.startswith("sandbox.") and path:
+            try:
+                hostfacts.stat(path)
+            except OSError:
+                return False
+    return True
 
 
 def _plan(payload):

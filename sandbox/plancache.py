@@ -78,7 +78,7 @@ def lookup(request):
 def _holds(facts):
     try:
         return hostfacts.still_true(facts)
-    except (OSError, ValueError, TypeError, IndexError):     # a damaged entry's facts
+    except (LookupError, ValueError, TypeError):     # a damaged entry's facts (an unknown question...)
         return False
 
 

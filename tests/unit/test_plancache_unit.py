@@ -161,6 +161,23 @@ def test_a_changed_answer_is_a_miss(tmp_path):
     assert plancache.lookup(dict(request, env={"B": "2"})) is None      # another request: another key
 
 
+def test_a_damaged_fact_is_a_miss_not_an_error(tmp_path):
+    request = dict(profile="shell", argv=["/bin/true"])
+    plancache.record()
+    plancache.store(request, runner.prepare(**request))
+    if hostids.caller_is_root():
+        return                                              # (never kept: test_a_changed_answer_is_a_miss)
+    import marshal
+    slot = plancache._slot(plancache._key(request))
+    with open(slot, "rb") as f:
+        key, facts, payload = marshal.loads(f.read())
+    for damaged in ([("no such question", (), ("=", 1))], [("stat",)], [("stat", (1, 2, 3), ("=", 0))]):
+        with open(slot, "wb") as f:
+            f.write(marshal.dumps((key, damaged, payload)))
+        _, holds = plancache.lookup(request)
+        assert holds() is False, damaged
+
+
 def test_hard_limits_are_read_as_the_resource_module_reads_them():
     import resource
     assert list(hostfacts.hard_limits()) == [resource.getrlimit(i)[1] for i in range(len(hostfacts.hard_limits()))]
